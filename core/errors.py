@@ -1,0 +1,36 @@
+"""Error types shared by every layer.
+
+Two kinds matter to the pipeline: a `TransientError` is retried (timeouts, connection resets,
+5xx, 429), a `PermanentError` is recorded on the row and the run goes on. Messages say how to fix
+the problem. This module holds types only, no behaviour.
+"""
+
+from __future__ import annotations
+
+
+class AMLError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(AMLError):
+    """The configuration cannot work; the message names the variable to change."""
+
+
+class TransientError(AMLError):
+    """Worth retrying later; `retry_after` (seconds) when the remote said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(AMLError):
+    """Retrying will not help; recorded where the user will see it."""
+
+
+class FeedRefused(PermanentError):
+    """A feed URL or document we refuse to touch (hostile address, scheme, entities)."""
+
+
+class DispatchTimeout(AMLError):
+    """A delegated task gave no result within its deadline after every re-dispatch."""

@@ -1,0 +1,199 @@
+"""The daily graph: collect feeds, fan out one article graph per article, build stories, publish.
+
+    collect -> (Send) process_article x N -> trends -> publish
+
+`collect` dispatches one `fetch_feed` task per listed URL (local paths are read here, where the
+operator's files are), records each feed's outcome and the articles it read. Each article runs
+the article graph in its own branch, all concurrently; a branch that fails is recorded as a
+failed article, never a failed run. `trends` and `publish` run on the analyze and publish
+queues; `publish` writes the digest files into the run's `out_dir`. Exported as `graph`,
+compiled without a checkpointer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from core.settings import get_settings
+from tasks.analyze import build_stories
+from tasks.feedlist import FeedSource, read_feed_list
+from tasks.ingest import fetch_feed, ingest_source
+from tasks.publish import publish_digest
+from tasks.store import record_outcome
+from vectorstore import articles as store
+from vectorstore import connection, runs
+
+from .article import graph as article_graph
+from .runtime import deadlines_from, ensure_workers, get_dispatcher
+from .state import ArticleTask, DailyState, RunContext
+
+log = logging.getLogger(__name__)
+
+
+def feeds_key(sources: list[FeedSource]) -> str:
+    """What identifies a feed list for resuming: its entries, in order."""
+    return "\n".join(s.listed for s in sources)
+
+
+def _start_run(state: DailyState, sources: list[FeedSource]) -> list[int]:
+    settings = get_settings()
+    with connection() as conn:
+        runs.create_run(
+            conn,
+            state["run_id"],
+            as_of=datetime.fromisoformat(state["as_of"]),
+            window_hours=int(state.get("window_hours", 24)),
+            feeds_key=feeds_key(sources),
+            modes=settings.modes(),
+        )
+        return [store.upsert_feed(conn, s.listed) for s in sources]
+
+
+def _record_feed(run_id: str, position: int, source: FeedSource, feed_id: int, res: dict) -> None:
+    with connection() as conn:
+        runs.record_run_feed(
+            conn,
+            run_id,
+            position,
+            listed_url=source.listed,
+            feed_id=feed_id,
+            status=res["status"],
+            error=res.get("error"),
+            articles=len(res.get("article_ids", [])),
+        )
+        runs.add_run_articles(conn, run_id, res.get("article_ids", []), source.listed)
+
+
+async def _collect_one(
+    run_id: str, position: int, source: FeedSource, feed_id: int, ctx: RunContext
+) -> dict:
+    try:
+        if source.is_path:
+            res = await asyncio.to_thread(ingest_source, feed_id, source)
+        else:
+            sig = fetch_feed.s(feed_id, source.listed, source.location, False)
+            res = await get_dispatcher().call(sig, deadlines_from(ctx))
+    except Exception as exc:  # noqa: BLE001 - one bad feed never stops the run
+        log.warning("feed %s failed: %s", source.listed, exc)
+        res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "article_ids": []}
+    await asyncio.to_thread(_record_feed, run_id, position, source, feed_id, res)
+    return {
+        "url": source.listed,
+        "status": res["status"],
+        "error": res.get("error"),
+        "articles": len(res.get("article_ids", [])),
+        "article_ids": res.get("article_ids", []),
+    }
+
+
+def _limit(ids: list[int], max_articles: int | None) -> list[int]:
+    if not max_articles or len(ids) <= max_articles:
+        return ids
+    with connection() as conn:
+        rows = store.get_articles(conn, ids)
+    rows.sort(key=lambda a: a["published"] or a["first_seen"], reverse=True)
+    keep = {a["id"] for a in rows[:max_articles]}
+    return [i for i in ids if i in keep]
+
+
+async def collect(state: DailyState, runtime: Runtime[RunContext]) -> dict:
+    """Read every listed feed (concurrently) and note the articles this run read."""
+    ctx = runtime.context or RunContext()
+    await asyncio.to_thread(ensure_workers)
+    sources = await asyncio.to_thread(read_feed_list, state["feeds_file"])
+    feed_ids = await asyncio.to_thread(_start_run, state, sources)
+    feeds = await asyncio.gather(
+        *(
+            _collect_one(state["run_id"], pos, src, fid, ctx)
+            for pos, (src, fid) in enumerate(zip(sources, feed_ids))
+        )
+    )
+    ids: list[int] = []
+    seen: set[int] = set()
+    for f in feeds:
+        for aid in f.pop("article_ids"):
+            if aid not in seen:
+                seen.add(aid)
+                ids.append(aid)
+    ids = await asyncio.to_thread(_limit, ids, state.get("max_articles"))
+    return {"feeds": list(feeds), "article_ids": ids}
+
+
+def route_articles(state: DailyState) -> list[Send] | str:
+    """One article branch per article read; straight to trends when there are none."""
+    ids = state.get("article_ids")
+    if ids is None:
+        raise ValueError("collect produced no article list")
+    if not ids:
+        return "trends"
+    return [Send("process_article", {"article_id": i, "run_id": state["run_id"]}) for i in ids]
+
+
+async def process_article(task: ArticleTask, runtime: Runtime[RunContext]) -> dict:
+    """Run the article graph for one article; a crash is recorded as a failed article."""
+    try:
+        result = await article_graph.ainvoke(
+            {"article_id": task["article_id"], "run_id": task["run_id"]},
+            context=runtime.context or RunContext(),
+        )
+        status = result.get("status", "failed")
+    except Exception as exc:  # noqa: BLE001 - recorded on the article; the run goes on
+        log.exception("article %s crashed", task["article_id"])
+        status = "failed"
+        await asyncio.to_thread(
+            record_outcome, task["run_id"], task["article_id"], "failed",
+            error=f"{type(exc).__name__}: {exc}",
+        )  # fmt: skip
+    return {"outcomes": [{"article_id": task["article_id"], "status": status}]}
+
+
+async def trends(state: DailyState, runtime: Runtime[RunContext]) -> dict:
+    """Group the window's articles into stories and score them (queue analyze)."""
+    ctx = runtime.context or RunContext()
+    sig = build_stories.s(state["run_id"], state["as_of"], float(state.get("window_hours", 24)))
+    result = await get_dispatcher().call(sig, deadlines_from(ctx))
+    return {"stories": result["stories"], "trending": result["trending"]}
+
+
+def write_digest(out_dir: str, digest: dict, markdown: str) -> Path:
+    """Write digest.json and digest.md atomically (a reader never sees half a file)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("digest.json", json.dumps(digest, indent=2, ensure_ascii=False)),
+        ("digest.md", markdown),
+    ):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+    return out
+
+
+async def publish(state: DailyState, runtime: Runtime[RunContext]) -> dict:
+    """Build the digest on the publish queue and write its files here."""
+    ctx = runtime.context or RunContext()
+    result = await get_dispatcher().call(publish_digest.s(state["run_id"]), deadlines_from(ctx))
+    out = await asyncio.to_thread(write_digest, ctx.out_dir, result["digest"], result["markdown"])
+    return {"digest_dir": str(out)}
+
+
+builder = StateGraph(DailyState, context_schema=RunContext)
+builder.add_node("collect", collect)
+builder.add_node("process_article", process_article, input_schema=ArticleTask)
+builder.add_node("trends", trends)
+builder.add_node("publish", publish)
+builder.add_edge(START, "collect")
+builder.add_conditional_edges("collect", route_articles, ["process_article", "trends"])
+builder.add_edge("process_article", "trends")
+builder.add_edge("trends", "publish")
+builder.add_edge("publish", END)
+
+graph = builder.compile(name="daily")

@@ -1,0 +1,58 @@
+"""The end-of-run report printed by run_daily: modes, feeds, articles, stories, time per stage.
+
+Built from the digest written for the run, so the report and digest.json never disagree.
+Formatting only: it reads the digest file and returns text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+STATUSES = ("new", "unchanged", "duplicate", "near_duplicate", "skipped", "failed")
+
+
+def format_report(
+    run_id: str, final: dict, timings: dict[str, float], modes: dict[str, str], out_dir: str
+) -> str:
+    """A plain-text report of one run."""
+    path = Path(final.get("digest_dir") or out_dir) / "digest.json"
+    digest = json.loads(path.read_text(encoding="utf-8"))
+    feeds = digest["feeds"]
+    articles = digest["articles"]
+    by_status = Counter(a["status"] for a in articles)
+    feed_status = Counter(f["status"] for f in feeds)
+    lines = ["", f"Run {run_id} — window of {digest['window_hours']} h ending {digest['as_of']}"]
+    lines.append("Modes: " + "; ".join(f"{k}: {v}" for k, v in modes.items()))
+    lines.append(
+        f"Feeds: {len(feeds)} listed — "
+        + ", ".join(
+            f"{feed_status.get(s, 0)} {s}" for s in ("ok", "not_modified", "failed", "refused")
+        )
+    )
+    for f in feeds:
+        if f["status"] in ("failed", "refused"):
+            lines.append(f"  ✗ {f['url']}: {f['status']}: {f['error']}")
+    lines.append(
+        f"Articles: {len(articles)} read — "
+        + ", ".join(f"{by_status.get(s, 0)} {s.replace('_', '-')}" for s in STATUSES)
+    )
+    for a in articles:
+        if a["status"] == "failed":
+            lines.append(f"  ✗ {a['canonical_url']}: {a['error']}")
+    in_window = sum(a["in_window"] for a in articles)
+    stories = digest["stories"]
+    lines.append(
+        f"Stories: {len(stories)} over {in_window} articles in the window; "
+        f"{sum(s['is_trending'] for s in stories)} trending"
+    )
+    if articles and not in_window:
+        newest = max((a["published"] or a["first_seen"] for a in articles), default="")
+        lines.append(
+            f"  note: no article read falls in the window; the newest is dated {newest}. "
+            f"Pass --as-of (e.g. --as-of {newest[:10]}T23:59:59Z) to digest an older period."
+        )
+    lines.append("Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    lines.append(f"Digest: {path.parent}/digest.md, {path}")
+    return "\n".join(lines)

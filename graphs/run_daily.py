@@ -1,0 +1,217 @@
+"""`python -m graphs.run_daily`: run the daily graph once and write the digest.
+
+With no configuration it starts the embedded PostgreSQL and an in-process Celery worker and
+reads the shipped sample feeds; with `CELERY_BROKER_URL` set it only orchestrates and the fleet
+does the work. It prints which mode each part runs in, progress on a terminal, and a final
+report. Exit code 0 whenever the run ran (even if every feed failed); 2 with a one-line reason
+when it could not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import AMLError
+from core.settings import get_settings
+
+log = logging.getLogger("aml.run_daily")
+
+EPILOG = """
+modes: every part runs embedded unless configured (see .env.example):
+  DATABASE_URL        PostgreSQL with pgvector (else embedded, under AML_DATA_DIR)
+  CELERY_BROKER_URL   worker fleet broker, e.g. redis://host:6379/0 (else in-process worker)
+  OPENAI_API_KEY      LLM summaries via OpenAI, or OPENAI_BASE_URL for Ollama/vLLM
+  EMBEDDING_MODEL     OpenAI-compatible embeddings (else offline all-MiniLM-L6-v2)
+
+examples:
+  python -m graphs.run_daily
+  python -m graphs.run_daily --feeds my-feeds.txt --out site/ --window-hours 48
+  python -m graphs.run_daily --as-of 2026-11-26T07:00:00Z --max-articles 200
+"""
+
+
+def parse_as_of(value: str | None) -> datetime:
+    """ISO 8601 (a trailing Z is fine; a naive time is taken as UTC); default now."""
+    if not value:
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--as-of: not an ISO 8601 time: {value!r}") from exc
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m graphs.run_daily",
+        description="Fetch the feeds, summarize and embed every new article on the Celery "
+        "workers, group stories, and write digest.md and digest.json.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--feeds",
+        metavar="FILE",
+        default=None,
+        help="feed list: one URL or local path per line, '#' comments; or an OPML file "
+        "(default: FEEDS_FILE, else the shipped samples examples/feeds/feeds.txt)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", default="out", help="where the digest files go (default ./out)"
+    )
+    p.add_argument(
+        "--as-of",
+        metavar="ISO-8601",
+        default=None,
+        help="end of the digest window, e.g. 2026-11-26T07:00:00Z (default: now)",
+    )
+    p.add_argument(
+        "--window-hours",
+        type=float,
+        default=24.0,
+        metavar="H",
+        help="digest window length (default 24)",
+    )
+    p.add_argument(
+        "--max-articles",
+        type=int,
+        default=None,
+        metavar="N",
+        help="process at most N of the articles read, newest first (default: all)",
+    )
+    p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display, report only")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what every stage does")
+    return p
+
+
+class Progress:
+    """A progress bar on a terminal; silent otherwise (logs and the report still say it)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), transient=True,
+            )  # fmt: skip
+            self._bar.start()
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        if self._bar is not None:
+            if self._task is not None:
+                self._bar.remove_task(self._task)
+            self._task = self._bar.add_task(name, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+async def run(inputs: dict, context: Any, progress: Progress) -> tuple[dict, dict[str, float]]:
+    """Stream the daily graph; returns its final state and seconds per stage."""
+    from graphs.daily import graph
+
+    final: dict = dict(inputs)
+    marks: dict[str, float] = {"start": time.monotonic()}
+    progress.stage("collecting feeds")
+    async for update in graph.astream(
+        inputs, context=context, stream_mode="updates", config={"max_concurrency": 2000}
+    ):
+        for node, values in update.items():
+            marks[node] = time.monotonic()
+            if node == "collect":
+                progress.stage("processing articles", total=len(values.get("article_ids", [])))
+            elif node == "process_article":
+                progress.advance()
+            elif node == "trends":
+                progress.stage("publishing")
+            for k, v in (values or {}).items():
+                if k == "outcomes":
+                    final.setdefault("outcomes", []).extend(v)
+                else:
+                    final[k] = v
+    timings: dict[str, float] = {}
+    prev = marks["start"]
+    for stage, node in (("collect", "collect"), ("articles", "process_article"),
+                        ("trends", "trends"), ("publish", "publish")):  # fmt: skip
+        if node in marks:
+            timings[stage] = marks[node] - prev
+            prev = marks[node]
+    timings["total"] = time.monotonic() - marks["start"]
+    return final, timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "celery", "kombu", "sentence_transformers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        as_of = parse_as_of(args.as_of)
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        settings = get_settings()
+        feeds = Path(args.feeds) if args.feeds else settings.feeds_file
+        if not feeds.is_file():
+            print(f"error: feed list not found: {feeds}", file=sys.stderr)
+            return 2
+        print("Agentic Media Lab — daily run")
+        for part, mode in settings.modes().items():
+            print(f"  {part:<9} {mode}")
+        from graphs.report import format_report
+        from graphs.state import RunContext
+        from vectorstore import get_db
+
+        get_db(settings)
+        run_id = args.run_id or f"run-{as_of:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        inputs = {
+            "run_id": run_id,
+            "feeds_file": str(feeds),
+            "as_of": as_of.isoformat(),
+            "window_hours": args.window_hours,
+            "max_articles": args.max_articles,
+        }
+        context = RunContext(out_dir=args.out)
+        progress = Progress(enabled=not args.quiet)
+        try:
+            final, timings = asyncio.run(run(inputs, context, progress))
+        finally:
+            progress.close()
+        print(format_report(run_id, final, timings, settings.modes(), args.out))
+        return 0
+    except AMLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        from graphs.runtime import stop_workers
+
+        stop_workers()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

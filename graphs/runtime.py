@@ -1,0 +1,272 @@
+"""How graph nodes hand work to Celery and get results back without blocking the event loop.
+
+One `Dispatcher` per event loop owns: a single shared waiter that polls the result backend for
+all pending tasks in one batched read (no thread or poll loop per pending task), deadlines on
+every await (a queued task and a started task each get their own) with bounded re-dispatch of
+the idempotent task, and the embedding batcher that groups articles into `EMBED_BATCH_SIZE`
+batches while each article keeps its own graph. With no broker configured it starts the
+in-process worker (run_daily, Studio). It never runs work itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Signature, states
+
+from core.errors import DispatchTimeout
+from core.settings import get_settings
+from tasks.app import app
+
+log = logging.getLogger(__name__)
+
+_embedded_lock = threading.Lock()
+_embedded_worker = None
+
+
+def ensure_workers() -> str:
+    """Start the in-process worker when no broker is configured; returns the broker mode."""
+    global _embedded_worker
+    settings = get_settings()
+    if settings.celery_broker_url:
+        return "fleet"
+    with _embedded_lock:
+        if _embedded_worker is None:
+            from tasks.embedded import EmbeddedWorker
+
+            _embedded_worker = EmbeddedWorker(
+                app, concurrency=settings.embedded_worker_concurrency
+            ).start()
+    return "embedded"
+
+
+def stop_workers() -> None:
+    """Stop the in-process worker, if this process started one."""
+    global _embedded_worker
+    with _embedded_lock:
+        if _embedded_worker is not None:
+            _embedded_worker.stop()
+            _embedded_worker = None
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future
+    dispatched_at: float
+    started_at: float | None = None
+
+
+@dataclass
+class Deadlines:
+    queued: float = 900.0
+    running: float = 300.0
+    dispatches: int = 3
+
+
+class ResultWaiter:
+    """One poller for every pending task: a batched backend read per tick."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, min_interval: float = 0.004,
+                 max_interval: float = 0.1) -> None:  # fmt: skip
+        self.loop = loop
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.pending: dict[str, _Pending] = {}
+        self._poller: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aml-waiter")
+        self.backend = app.backend
+
+    def watch(self, task_id: str) -> _Pending:
+        rec = _Pending(self.loop.create_future(), time.monotonic())
+        self.pending[task_id] = rec
+        if self._poller is None or self._poller.done():
+            self._poller = self.loop.create_task(self._poll(), name="aml-result-waiter")
+        return rec
+
+    def forget(self, task_id: str) -> None:
+        self.pending.pop(task_id, None)
+
+    def _read(self, ids: list[str]) -> list[dict | None]:
+        backend = self.backend
+        metas: list[dict | None] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            values = backend.mget([backend.get_key_for_task(t) for t in chunk])
+            metas += [backend.decode_result(v) if v is not None else None for v in values]
+        return metas
+
+    async def _poll(self) -> None:
+        interval = self.min_interval
+        while self.pending:
+            ids = list(self.pending)
+            try:
+                metas = await self.loop.run_in_executor(self._executor, self._read, ids)
+            except Exception as exc:  # noqa: BLE001 - backend outage: keep waiting; deadlines run
+                log.warning("result backend unreachable (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            progressed = False
+            now = time.monotonic()
+            for task_id, meta in zip(ids, metas):
+                rec = self.pending.get(task_id)
+                if rec is None or meta is None:
+                    continue
+                status = meta.get("status")
+                if status in states.READY_STATES:
+                    self.pending.pop(task_id, None)
+                    if not rec.future.done():
+                        rec.future.set_result(meta)
+                    progressed = True
+                elif status in (states.STARTED, states.RETRY) and rec.started_at is None:
+                    rec.started_at = now
+            interval = self.min_interval if progressed else min(self.max_interval, interval * 1.5)
+            await asyncio.sleep(interval)
+
+
+class Dispatcher:
+    """Dispatch Celery signatures and await their results, with deadlines and re-dispatch."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiter = ResultWaiter(loop)
+        self._publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="aml-dispatch")
+        self.batchers: dict[str, EmbedBatcher] = {}
+
+    async def _dispatch(self, sig: Signature) -> tuple[str, _Pending]:
+        task_id = str(uuid.uuid4())
+        rec = self.waiter.watch(task_id)
+        try:
+            await self.loop.run_in_executor(
+                self._publisher, lambda: sig.clone().apply_async(task_id=task_id)
+            )
+        except Exception:
+            self.waiter.forget(task_id)
+            raise
+        return task_id, rec
+
+    async def call(self, sig: Signature, deadlines: Deadlines | None = None) -> Any:
+        """Run `sig` on the fleet and return its result (raise its exception).
+
+        A task still queued after `deadlines.queued`, or started but unfinished after
+        `deadlines.running` (its worker may be dead), is dispatched again; the first attempt to
+        finish wins. After `deadlines.dispatches` dispatches: DispatchTimeout.
+        """
+        d = deadlines or Deadlines()
+        attempts: list[tuple[str, _Pending]] = []
+        try:
+            for attempt in range(1, d.dispatches + 1):
+                attempts.append(await self._dispatch(sig))
+                _, rec = attempts[-1]
+                while True:
+                    done = [r for _, r in attempts if r.future.done()]
+                    if done:
+                        return self._outcome(done[0].future.result())
+                    now = time.monotonic()
+                    if rec.started_at is not None:
+                        expires = rec.started_at + d.running
+                    else:
+                        expires = rec.dispatched_at + d.queued
+                    if now >= expires:
+                        break
+                    await asyncio.wait(
+                        [r.future for _, r in attempts],
+                        timeout=min(expires - now, 1.0),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                log.warning(
+                    "%s: no result in time (attempt %d); dispatching again", sig.name, attempt
+                )
+            raise DispatchTimeout(
+                f"{sig.name} gave no result after {d.dispatches} dispatches "
+                f"(queued deadline {d.queued:.0f}s, running deadline {d.running:.0f}s): "
+                "are workers consuming its queue?"
+            )
+        finally:
+            for task_id, _ in attempts:
+                self.waiter.forget(task_id)
+
+    def _outcome(self, meta: dict) -> Any:
+        if meta["status"] == states.SUCCESS:
+            return meta["result"]
+        exc = self.waiter.backend.exception_to_python(meta["result"])
+        if isinstance(exc, BaseException):
+            raise exc
+        raise RuntimeError(f"task {meta['status']}: {meta['result']!r}")
+
+    def batcher(self, name: str, make_sig: Any, size: int, deadlines: Deadlines) -> EmbedBatcher:
+        if name not in self.batchers:
+            self.batchers[name] = EmbedBatcher(self, make_sig, size, deadlines)
+        return self.batchers[name]
+
+
+@dataclass
+class EmbedBatcher:
+    """Groups single-item requests into batched tasks; each caller awaits its own item."""
+
+    dispatcher: Dispatcher
+    make_sig: Any  # list[int] -> Signature
+    size: int
+    deadlines: Deadlines
+    linger: float = 0.05
+    _queue: list[tuple[int, asyncio.Future]] = field(default_factory=list)
+    _timer: asyncio.TimerHandle | None = None
+
+    async def submit(self, item: int) -> Any:
+        fut = self.dispatcher.loop.create_future()
+        self._queue.append((item, fut))
+        if len(self._queue) >= self.size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = self.dispatcher.loop.call_later(self.linger, self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._queue:
+            batch, self._queue = self._queue[: self.size], self._queue[self.size :]
+            self.dispatcher.loop.create_task(self._run(batch))
+
+    async def _run(self, batch: list[tuple[int, asyncio.Future]]) -> None:
+        try:
+            result = await self.dispatcher.call(
+                self.make_sig([i for i, _ in batch]), self.deadlines
+            )
+        except Exception as exc:  # noqa: BLE001 - every caller sees the batch failure
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(result)
+
+
+_dispatchers: dict[int, Dispatcher] = {}
+
+
+def get_dispatcher() -> Dispatcher:
+    """The dispatcher of the running event loop (one per loop; workers started if embedded)."""
+    loop = asyncio.get_running_loop()
+    key = id(loop)
+    disp = _dispatchers.get(key)
+    if disp is None or disp.loop is not loop:
+        disp = _dispatchers[key] = Dispatcher(loop)
+    return disp
+
+
+def deadlines_from(ctx: Any) -> Deadlines:
+    """The await deadlines of a run's context."""
+    return Deadlines(
+        queued=float(ctx.queue_deadline_seconds),
+        running=float(ctx.run_deadline_seconds),
+        dispatches=int(ctx.max_dispatches),
+    )

@@ -1,0 +1,94 @@
+"""State and context types of the graphs. Data only: no behaviour, no I/O.
+
+State holds ids and primitives (it is checkpointed as msgpack). Per-run knobs live in
+`RunContext`, which Studio shows as the graph's context; infrastructure (URLs, keys) is settings
+and never appears here.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypedDict
+
+ArticleStatus = Literal["new", "unchanged", "duplicate", "near_duplicate", "skipped", "failed"]
+Route = Literal["process", "short", "duplicate", "unchanged"]
+
+
+@dataclass
+class RunContext:
+    """Per-run knobs, editable in Studio; defaults suit a daily run on a small fleet."""
+
+    min_words: int = 30
+    """An article with fewer words is stored and embedded but not summarized ('skipped')."""
+    summary_words: int = 60
+    """Word budget of a summary."""
+    near_duplicate_threshold: float = 0.92
+    """Cosine similarity at or above which an article is a near-duplicate of an earlier one."""
+    prefer_llm: bool = True
+    """Summarize with the LLM when one is configured (else the extractive summarizer)."""
+    queue_deadline_seconds: float = 900.0
+    """How long a dispatched task may wait in its queue before it is dispatched again."""
+    run_deadline_seconds: float = 300.0
+    """How long a started task may run (its worker may have died) before it is dispatched again."""
+    max_dispatches: int = 3
+    """Dispatches of one task (the first and re-dispatches) before the article is failed."""
+    retry_failed: bool = False
+    """Process again the articles recorded as failed (otherwise they are left as they are)."""
+    out_dir: str = "out"
+    """Where the daily graph writes digest.md and digest.json."""
+
+
+class ArticleState(TypedDict, total=False):
+    """One article's path through the article graph."""
+
+    article_id: int
+    """The article being planned (input)."""
+    run_id: str
+    """The run this processing belongs to (input)."""
+    route: Route
+    """What plan decided: full processing, too short, exact duplicate, or nothing to do."""
+    content_hash: str
+    """The content the plan saw; recorded as processed when the article is done."""
+    status: ArticleStatus
+    """How processing ended (output)."""
+    duplicate_of: int | None
+    """The article this one duplicates, when it does."""
+    summary_source: str | None
+    """'llm' or 'extractive' when a summary was written."""
+    error: str | None
+    """Why the article failed, in words a user can act on."""
+
+
+class ArticleTask(TypedDict):
+    """What the daily graph sends to each article branch."""
+
+    article_id: int
+    run_id: str
+
+
+class DailyState(TypedDict, total=False):
+    """The daily run: collect feeds, fan out articles, group stories, publish."""
+
+    run_id: str
+    """Id of this run (input; run_daily makes one)."""
+    feeds_file: str
+    """Feed list: one URL or path per line, or OPML (input)."""
+    as_of: str
+    """End of the digest window, ISO 8601 UTC (input)."""
+    window_hours: float
+    """Length of the digest window in hours (input)."""
+    max_articles: int | None
+    """Process at most this many articles, newest first (input)."""
+    feeds: list[dict]
+    """Per listed feed: url as listed, status, error, article count."""
+    article_ids: list[int]
+    """Articles read in this run, to be planned one by one."""
+    outcomes: Annotated[list[dict], operator.add]
+    """One {article_id, status} per finished article branch (fan-in)."""
+    stories: int
+    """Stories built over the window."""
+    trending: int
+    """Stories flagged as trending."""
+    digest_dir: str
+    """Where the digest files were written."""

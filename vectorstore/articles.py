@@ -1,0 +1,337 @@
+"""Feeds, articles, summaries and embeddings: idempotent reads and upserts.
+
+Every write here is keyed on a natural key (feed URL, canonical URL, (feed, guid), article id)
+and can be repeated without creating a second row. Callers pass a connection and own the
+transaction. This module knows nothing of feeds' formats, queues or models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+FINAL_STATES = ("processed", "duplicate", "near_duplicate", "skipped")
+
+
+def upsert_feed(conn: psycopg.Connection, url: str) -> int:
+    """The id of the feed listed as `url`, created when new."""
+    row = conn.execute(
+        "INSERT INTO feeds (url) VALUES (%s) ON CONFLICT (url) DO UPDATE SET url = EXCLUDED.url "
+        "RETURNING id",
+        (url,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def get_feed(conn: psycopg.Connection, feed_id: int) -> dict[str, Any]:
+    row = (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM feeds WHERE id = %s", (feed_id,))
+        .fetchone()
+    )
+    if row is None:
+        raise LookupError(f"no feed with id {feed_id}")
+    return row
+
+
+def record_feed_fetch(
+    conn: psycopg.Connection,
+    feed_id: int,
+    *,
+    status: str,
+    http_status: int | None = None,
+    error: str | None = None,
+    title: str | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> None:
+    """Feed health after one fetch: failures count up, a success resets them."""
+    failed = status in ("failed", "refused")
+    conn.execute(
+        """
+        UPDATE feeds SET
+            last_fetched_at = now(), last_status = %(status)s, http_status = %(http)s,
+            last_error = %(error)s,
+            consecutive_failures = CASE WHEN %(failed)s THEN consecutive_failures + 1 ELSE 0 END,
+            title = coalesce(%(title)s, title),
+            etag = CASE WHEN %(failed)s THEN etag ELSE coalesce(%(etag)s, etag) END,
+            last_modified = CASE WHEN %(failed)s THEN last_modified
+                                 ELSE coalesce(%(lm)s, last_modified) END
+        WHERE id = %(id)s
+        """,
+        {
+            "status": status,
+            "http": http_status,
+            "error": error,
+            "failed": failed,
+            "title": title,
+            "etag": etag,
+            "lm": last_modified,
+            "id": feed_id,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class NewArticle:
+    """What ingestion hands storage for one entry (plain values only)."""
+
+    guid: str
+    url: str
+    canonical_url: str
+    title: str
+    body: str
+    content_hash: str
+    published: datetime | None
+    date_source: str
+    author: str | None = None
+    language: str | None = None
+
+
+_UPSERT = """
+INSERT INTO articles (feed_id, guid, url, canonical_url, title, body, content_hash,
+                      published, date_source, author, language)
+VALUES (%(feed_id)s, %(guid)s, %(url)s, %(canonical_url)s, %(title)s, %(body)s,
+        %(content_hash)s, %(published)s, %(date_source)s, %(author)s, %(language)s)
+ON CONFLICT (canonical_url) DO UPDATE SET
+    title = EXCLUDED.title, body = EXCLUDED.body, url = EXCLUDED.url,
+    published = coalesce(EXCLUDED.published, articles.published),
+    date_source = CASE WHEN EXCLUDED.published IS NULL THEN articles.date_source
+                       ELSE EXCLUDED.date_source END,
+    author = coalesce(EXCLUDED.author, articles.author),
+    language = coalesce(EXCLUDED.language, articles.language),
+    state = CASE WHEN articles.content_hash = EXCLUDED.content_hash THEN articles.state
+                 ELSE 'pending' END,
+    updated_at = CASE WHEN articles.content_hash = EXCLUDED.content_hash THEN articles.updated_at
+                      ELSE now() END,
+    content_hash = EXCLUDED.content_hash
+RETURNING id
+"""
+
+_UPDATE_BY_GUID = """
+UPDATE articles SET canonical_url = %(canonical_url)s, url = %(url)s, title = %(title)s,
+    body = %(body)s,
+    published = coalesce(%(published)s, published),
+    state = CASE WHEN content_hash = %(content_hash)s THEN state ELSE 'pending' END,
+    content_hash = %(content_hash)s, updated_at = now()
+WHERE feed_id = %(feed_id)s AND guid = %(guid)s
+RETURNING id
+"""
+
+
+def upsert_articles(
+    conn: psycopg.Connection, feed_id: int, entries: Iterable[NewArticle]
+) -> list[int]:
+    """Store entries: one row per canonical URL and per (feed, guid). Returns ids in order.
+
+    Unchanged content keeps its state (so it costs no model call again); changed content goes
+    back to `pending`.
+    """
+    ids: list[int] = []
+    seen: set[int] = set()
+    for entry in entries:
+        params = {**entry.__dict__, "feed_id": feed_id}
+        try:
+            with conn.transaction():
+                row = conn.execute(_UPSERT, params).fetchone()
+        except psycopg.errors.UniqueViolation:
+            # Same (feed, guid) published under a new link: move the row to the new link.
+            with conn.transaction():
+                row = conn.execute(_UPDATE_BY_GUID, params).fetchone()
+        if row is not None and row[0] not in seen:
+            seen.add(row[0])
+            ids.append(int(row[0]))
+    return ids
+
+
+def get_article(conn: psycopg.Connection, article_id: int) -> dict[str, Any]:
+    row = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT a.*, f.url AS feed_url FROM articles a JOIN feeds f ON f.id = a.feed_id "
+            "WHERE a.id = %s",
+            (article_id,),
+        )
+        .fetchone()
+    )
+    if row is None:
+        raise LookupError(f"no article with id {article_id}")
+    return row
+
+
+def get_articles(conn: psycopg.Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM articles WHERE id = ANY(%s) ORDER BY id", (list(ids),))
+        .fetchall()
+    )
+
+
+def first_with_hash(conn: psycopg.Connection, content_hash: str, article_id: int) -> int | None:
+    """The earliest other article with the same content (the one a duplicate links to)."""
+    row = conn.execute(
+        "SELECT id FROM articles WHERE content_hash = %s AND id <> %s AND state <> 'duplicate' "
+        "ORDER BY coalesce(published, first_seen), id LIMIT 1",
+        (content_hash, article_id),
+    ).fetchone()
+    return int(row[0]) if row and row[0] < article_id else None
+
+
+def set_article_outcome(
+    conn: psycopg.Connection,
+    article_id: int,
+    *,
+    state: str,
+    duplicate_of: int | None = None,
+    error: str | None = None,
+    content_hash: str | None = None,
+) -> None:
+    """Record how processing ended; `processed_hash` marks the content as done."""
+    conn.execute(
+        "UPDATE articles SET state = %s, duplicate_of = %s, error = %s, "
+        "processed_hash = CASE WHEN %s IN ('failed') THEN processed_hash "
+        "                      ELSE coalesce(%s, content_hash) END "
+        "WHERE id = %s",
+        (state, duplicate_of, error, state, content_hash, article_id),
+    )
+
+
+def store_summary(
+    conn: psycopg.Connection,
+    article_id: int,
+    *,
+    content_hash: str,
+    summary: str,
+    source: str,
+    key_points: list[str] | None = None,
+    tags: list[str] | None = None,
+    category: str | None = None,
+    model: str | None = None,
+    note: str | None = None,
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO summaries (article_id, content_hash, summary, key_points, tags, category,
+                               source, model, note)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (article_id) DO UPDATE SET
+            content_hash = EXCLUDED.content_hash, summary = EXCLUDED.summary,
+            key_points = EXCLUDED.key_points, tags = EXCLUDED.tags,
+            category = EXCLUDED.category, source = EXCLUDED.source, model = EXCLUDED.model,
+            note = EXCLUDED.note, created_at = now()
+        """,
+        (
+            article_id,
+            content_hash,
+            summary,
+            Jsonb(key_points or []),
+            Jsonb(tags or []),
+            category,
+            source,
+            model,
+            note,
+        ),
+    )
+
+
+def summary_is_current(
+    conn: psycopg.Connection, article_id: int, content_hash: str, source: str
+) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM summaries WHERE article_id = %s AND content_hash = %s AND source = %s",
+        (article_id, content_hash, source),
+    ).fetchone()
+    return row is not None
+
+
+def current_embeddings(conn: psycopg.Connection, ids: Sequence[int], model: str) -> set[int]:
+    """Ids whose stored vector matches their current content and `model` (no re-embed)."""
+    rows = conn.execute(
+        "SELECT e.article_id FROM embeddings e JOIN articles a ON a.id = e.article_id "
+        "WHERE e.article_id = ANY(%s) AND e.model = %s AND e.content_hash = a.content_hash",
+        (list(ids), model),
+    ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def store_embeddings(
+    conn: psycopg.Connection, rows: Sequence[tuple[int, str, np.ndarray]], model: str
+) -> None:
+    """Upsert (article_id, content_hash, vector) rows for `model`."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO embeddings (article_id, content_hash, model, embedding) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (article_id) DO UPDATE SET "
+            "content_hash = EXCLUDED.content_hash, model = EXCLUDED.model, "
+            "embedding = EXCLUDED.embedding, created_at = now()",
+            [(aid, h, model, np.asarray(vec, dtype=np.float32)) for aid, h, vec in rows],
+        )
+
+
+def nearest_articles(
+    conn: psycopg.Connection,
+    vector: np.ndarray,
+    *,
+    limit: int = 10,
+    exclude_id: int | None = None,
+    since: datetime | None = None,
+    ef_search: int = 40,
+) -> list[dict[str, Any]]:
+    """Closest stored articles by cosine distance (HNSW), with title, feed and date."""
+    conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        SELECT a.id, a.title, a.url, a.canonical_url, f.url AS feed_url, a.published,
+               a.first_seen, a.state, a.duplicate_of,
+               1 - (e.embedding <=> %(v)s) AS similarity
+        FROM embeddings e JOIN articles a ON a.id = e.article_id JOIN feeds f ON f.id = a.feed_id
+        WHERE (%(ex)s::bigint IS NULL OR a.id <> %(ex)s)
+          AND (%(since)s::timestamptz IS NULL OR coalesce(a.published, a.first_seen) >= %(since)s)
+        ORDER BY e.embedding <=> %(v)s
+        LIMIT %(k)s
+        """,
+            {
+                "v": np.asarray(vector, dtype=np.float32),
+                "ex": exclude_id,
+                "since": since,
+                "k": limit,
+            },
+        )
+        .fetchall()
+    )
+
+
+def articles_between(
+    conn: psycopg.Connection, start: datetime, end: datetime, *, with_vectors: bool = False
+) -> list[dict[str, Any]]:
+    """Articles placed in (start, end] (published, else first seen) that are not failed."""
+    vec = ", e.embedding" if with_vectors else ""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            f"""
+        SELECT a.id, a.title, a.url, a.canonical_url, a.state, a.duplicate_of, a.language,
+               coalesce(a.published, a.first_seen) AS placed_at, f.url AS feed_url,
+               f.title AS feed_title, s.summary, s.tags {vec}
+        FROM articles a JOIN feeds f ON f.id = a.feed_id
+        LEFT JOIN summaries s ON s.article_id = a.id
+        LEFT JOIN embeddings e ON e.article_id = a.id
+        WHERE coalesce(a.published, a.first_seen) > %s
+          AND coalesce(a.published, a.first_seen) <= %s
+          AND a.state IN ('processed', 'duplicate', 'near_duplicate', 'skipped')
+        ORDER BY coalesce(a.published, a.first_seen), a.id
+        """,
+            (start, end),
+        )
+        .fetchall()
+    )

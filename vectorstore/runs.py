@@ -1,0 +1,175 @@
+"""Runs and what they produced: per-run feed and article outcomes, stories, digests.
+
+A run is keyed by its id; re-recording an outcome replaces it, and publishing the same day
+twice replaces the digest. This module holds storage only: no scoring, no rendering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+
+def create_run(
+    conn: psycopg.Connection,
+    run_id: str,
+    *,
+    as_of: datetime,
+    window_hours: int,
+    feeds_key: str,
+    modes: dict[str, str],
+) -> None:
+    """Record a run as started (idempotent: resuming keeps the row)."""
+    conn.execute(
+        "INSERT INTO runs (id, as_of, window_hours, feeds_key, status, modes) "
+        "VALUES (%s, %s, %s, %s, 'running', %s) ON CONFLICT (id) DO UPDATE SET "
+        "status = 'running', modes = EXCLUDED.modes, finished_at = NULL",
+        (run_id, as_of, window_hours, feeds_key, Jsonb(modes)),
+    )
+
+
+def finish_run(
+    conn: psycopg.Connection, run_id: str, *, status: str, report: dict[str, Any]
+) -> None:
+    conn.execute(
+        "UPDATE runs SET status = %s, report = %s, finished_at = now() WHERE id = %s",
+        (status, Jsonb(report), run_id),
+    )
+
+
+def get_run(conn: psycopg.Connection, run_id: str) -> dict[str, Any] | None:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM runs WHERE id = %s", (run_id,))
+        .fetchone()
+    )
+
+
+def record_run_feed(
+    conn: psycopg.Connection,
+    run_id: str,
+    position: int,
+    *,
+    listed_url: str,
+    feed_id: int | None,
+    status: str,
+    error: str | None,
+    articles: int,
+) -> None:
+    conn.execute(
+        "INSERT INTO run_feeds (run_id, position, listed_url, feed_id, status, error, articles) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, position) DO UPDATE SET "
+        "listed_url = EXCLUDED.listed_url, feed_id = EXCLUDED.feed_id, "
+        "status = EXCLUDED.status, error = EXCLUDED.error, articles = EXCLUDED.articles",
+        (run_id, position, listed_url, feed_id, status, error, articles),
+    )
+
+
+def add_run_articles(
+    conn: psycopg.Connection, run_id: str, article_ids: Sequence[int], feed_url: str
+) -> None:
+    """Note that this run read these articles (first listing wins)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO run_articles (run_id, article_id, feed_url) VALUES (%s, %s, %s) "
+            "ON CONFLICT (run_id, article_id) DO NOTHING",
+            [(run_id, aid, feed_url) for aid in article_ids],
+        )
+
+
+def set_run_article_status(
+    conn: psycopg.Connection, run_id: str, article_id: int, status: str, error: str | None
+) -> None:
+    conn.execute(
+        "UPDATE run_articles SET status = %s, error = %s WHERE run_id = %s AND article_id = %s",
+        (status, error, run_id, article_id),
+    )
+
+
+def run_feeds(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT rf.*, f.last_fetched_at, f.http_status, f.consecutive_failures, f.last_error "
+            "FROM run_feeds rf LEFT JOIN feeds f ON f.id = rf.feed_id "
+            "WHERE rf.run_id = %s ORDER BY rf.position",
+            (run_id,),
+        )
+        .fetchall()
+    )
+
+
+def run_articles(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    """Every article this run read, with its stored summary and duplicate link."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        SELECT a.id, a.url, a.canonical_url, a.title, a.published, a.first_seen,
+               a.date_source, a.language, ra.feed_url, ra.status, ra.error,
+               d.canonical_url AS duplicate_of, s.summary, s.source AS summary_source,
+               s.key_points, s.tags, s.category, s.note AS summary_note
+        FROM run_articles ra
+        JOIN articles a ON a.id = ra.article_id
+        LEFT JOIN articles d ON d.id = a.duplicate_of
+        LEFT JOIN summaries s ON s.article_id = a.id AND s.content_hash = a.content_hash
+        WHERE ra.run_id = %s
+        ORDER BY coalesce(a.published, a.first_seen) DESC, a.id
+        """,
+            (run_id,),
+        )
+        .fetchall()
+    )
+
+
+def replace_stories(
+    conn: psycopg.Connection, run_id: str, stories: Sequence[dict[str, Any]]
+) -> None:
+    """Store a run's stories, replacing any earlier set for the same run."""
+    with conn.transaction():
+        conn.execute("DELETE FROM stories WHERE run_id = %s", (run_id,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO stories (run_id, id, label, synthesis, keywords, article_ids, "
+                "sources, trend_score, is_trending) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        run_id,
+                        s["id"],
+                        s["label"],
+                        s.get("synthesis"),
+                        Jsonb(s.get("keywords", [])),
+                        list(s["article_ids"]),
+                        list(s["sources"]),
+                        float(s.get("trend_score", 0.0)),
+                        bool(s.get("is_trending", False)),
+                    )
+                    for s in stories
+                ],
+            )
+
+
+def stories(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT * FROM stories WHERE run_id = %s "
+            "ORDER BY is_trending DESC, trend_score DESC, id",
+            (run_id,),
+        )
+        .fetchall()
+    )
+
+
+def save_digest(conn: psycopg.Connection, day: date, run_id: str, digest: dict[str, Any]) -> None:
+    """One digest per day: publishing the same day again replaces it."""
+    conn.execute(
+        "INSERT INTO digests (day, run_id, digest) VALUES (%s, %s, %s) ON CONFLICT (day) "
+        "DO UPDATE SET run_id = EXCLUDED.run_id, digest = EXCLUDED.digest, published_at = now()",
+        (day, run_id, Jsonb(digest)),
+    )
