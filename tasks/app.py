@@ -108,6 +108,7 @@ app = Celery(
         "tasks.embed",
         "tasks.analyze",
         "tasks.store",
+        "tasks.health",
         "tasks.publish",
     ],
 )

@@ -82,7 +82,7 @@ _HEADERS = {"content-type": "application/xml"}
 class Entry:
     """One feed entry, reduced to plain text with a resolved, checked link."""
 
-    guid: str  # entry id, else link, else hash of title+text
+    guid: str  # entry id, else link (an entry without a link is dropped, so no hash fallback)
     url: str  # absolute link as resolved (http/https only)
     canonical_url: str
     title: str  # plain text
@@ -121,7 +121,11 @@ def parse_feed(content: bytes, feed_url: str, *, now: datetime | None = None) ->
     headers = dict(_HEADERS)
     if base:
         headers["content-location"] = base
-    parsed = feedparser.parse(content, response_headers=headers)
+    # Our own nh3 pass does all sanitising and the text keeps no URLs: skipping feedparser's
+    # sanitiser and in-content URI rewriting makes parsing about 3x faster.
+    parsed = feedparser.parse(
+        content, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+    )
     if not parsed.get("version") and not parsed.entries:
         reason = _short_error(parsed.get("bozo_exception")) or "no RSS or Atom elements found"
         raise PermanentError(

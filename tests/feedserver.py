@@ -148,8 +148,20 @@ def status(code: int, headers: dict[str, str] | None = None, body: bytes = b"") 
     return lambda handler: handler.send(code, headers or {}, body)
 
 
-def trickle(interval: float = 0.2, *, in_headers: bool = False) -> Responder:
-    """Sends one byte every `interval` until the server stops: in the body, or in the headers."""
+def encoded(body: bytes, encoding: str) -> Responder:
+    """`body` sent with Content-Encoding `encoding`: gzip and deflate are compressed for real."""
+    compress = {
+        "gzip": lambda data: zlib.compress(data, wbits=31),
+        "deflate": zlib.compress,  # HTTP's "deflate" is the zlib format
+    }.get(encoding, lambda data: data)
+    return lambda handler: handler.send(200, {"Content-Encoding": encoding}, compress(body))
+
+
+def trickle(interval: float = 0.2, *, in_headers: bool = False, limit: float = 10.0) -> Responder:
+    """One byte every `interval`, in the body or in the headers.
+
+    Hangs up after `limit` seconds, so a client without a deadline fails its test, not hangs it.
+    """
 
     def respond(handler: _Handler) -> None:
         if in_headers:
@@ -158,21 +170,27 @@ def trickle(interval: float = 0.2, *, in_headers: bool = False) -> Responder:
             handler.send_response(200)
             handler.send_header("Content-Type", "application/rss+xml")
             handler.end_headers()
-        while not handler.server.owner.stopping.wait(interval):
+        end = time.monotonic() + limit
+        while not handler.server.owner.stopping.wait(interval) and time.monotonic() < end:
             handler.wfile.write(b"a")
             handler.wfile.flush()
 
     return respond
 
 
-def endless(chunk: int = 64 * 1024) -> Responder:
-    """A body with no length that never ends, sent as fast as the client reads."""
+def endless(limit: int = 256 * 2**20) -> Responder:
+    """A body with no length, sent as fast as the client reads.
+
+    Hangs up after `limit` bytes, so a client without a cap fails its test, not eats all memory.
+    """
 
     def respond(handler: _Handler) -> None:
         handler.send_response(200)
         handler.end_headers()
-        block = b"<item/>" * (chunk // 7)
-        while not handler.server.owner.stopping.is_set():
+        block = b"<item/>" * 9362  # about 64 KiB
+        for _ in range(limit // len(block)):
+            if handler.server.owner.stopping.is_set():
+                return
             handler.wfile.write(block)
 
     return respond

@@ -59,7 +59,7 @@ class Database:
                 migrate(conn, dims=dims)
         except psycopg.OperationalError as exc:
             raise ConfigError(
-                f"cannot reach PostgreSQL at {redact_url(url)}: {str(exc).strip()}; "
+                f"cannot reach PostgreSQL at {redact_url(url)}: {' '.join(str(exc).split())}; "
                 "check DATABASE_URL, or unset it to use the embedded database"
             ) from exc
         self.pool = ConnectionPool(

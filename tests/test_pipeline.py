@@ -1,0 +1,98 @@
+"""The daily graph end to end on the sample feeds, with a real worker process on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from graphs.daily import graph
+from graphs.state import RunContext
+from tasks.feedlist import read_feed_list
+from tasks.feedparse import parse_feed
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "examples" / "feeds" / "feeds.txt"
+AS_OF = "2026-11-26T23:59:59+00:00"
+STATUSES = {"new", "unchanged", "duplicate", "near_duplicate", "skipped", "failed"}
+
+
+def sample_canonical_urls(feed_list: Path = SAMPLES) -> set[str]:
+    urls: set[str] = set()
+    for src in read_feed_list(feed_list):
+        parsed = parse_feed(Path(src.location).read_bytes(), src.location)
+        urls |= {e.canonical_url for e in parsed.entries}
+    return urls
+
+
+def run_graph(out: Path, run_id: str, feeds: Path = SAMPLES, **ctx: object) -> dict:
+    inputs = {"run_id": run_id, "feeds_file": str(feeds), "as_of": AS_OF, "window_hours": 24}
+    context = RunContext(out_dir=str(out), **ctx)  # type: ignore[arg-type]
+    asyncio.run(graph.ainvoke(inputs, context=context))
+    return json.loads((out / "digest.json").read_text())
+
+
+def counts(db) -> dict[str, int]:
+    with db.connection() as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("articles", "summaries", "embeddings")
+        }
+
+
+@pytest.mark.slow
+def test_every_sample_article_is_accounted_for_and_a_second_run_adds_nothing(
+    db, fleet_worker, tmp_path: Path
+) -> None:
+    digest = run_graph(tmp_path / "one", "run-one", prefer_llm=False)
+    expected = sample_canonical_urls()
+    got = {a["canonical_url"] for a in digest["articles"]}
+    assert got == expected
+    assert {a["status"] for a in digest["articles"]} <= STATUSES
+    assert [f["url"] for f in digest["feeds"]] == [s.listed for s in read_feed_list(SAMPLES)]
+    assert all(f["status"] == "ok" for f in digest["feeds"])
+    new = [a for a in digest["articles"] if a["status"] == "new"]
+    assert new and all(a["summary"] and a["summary_source"] == "extractive" for a in new)
+    dups = [a for a in digest["articles"] if a["status"] == "duplicate"]
+    assert dups and all(a["duplicate_of"] in expected for a in dups)
+    in_window = {a["canonical_url"] for a in digest["articles"] if a["in_window"]}
+    in_stories = {u for s in digest["stories"] for u in s["article_urls"]}
+    assert in_window <= in_stories
+    for key in ("run_id", "mode", "as_of"):
+        assert digest[key]
+    for a in digest["articles"]:
+        assert {"url", "canonical_url", "title", "feed_url", "published", "in_window", "status",
+                "duplicate_of", "story_id", "summary", "summary_source", "error"} <= a.keys()  # fmt: skip
+    before = counts(db)
+    assert before["articles"] == len(expected)
+
+    again = run_graph(tmp_path / "two", "run-two", prefer_llm=False)
+    assert {a["status"] for a in again["articles"]} == {"unchanged"}
+    assert counts(db) == before
+    assert (tmp_path / "two" / "digest.md").read_text().startswith("# News digest")
+
+
+@pytest.mark.slow
+def test_llm_summaries_keep_the_system_message_fixed_and_the_article_in_its_slot(
+    db, fleet_worker, llm_server, tmp_path: Path
+) -> None:
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text(str(ROOT / "examples" / "feeds" / "tech-daily.xml") + "\n")
+    llm_server.reset()
+    digest = run_graph(tmp_path / "out", "run-llm", feeds=feeds, prefer_llm=True)
+    new = [a for a in digest["articles"] if a["status"] == "new"]
+    assert new and all(a["summary_source"] == "llm" for a in new)
+    chats = llm_server.chat_requests()
+    assert len(chats) >= len(new)
+    systems = {m["content"] for c in chats for m in c["messages"] if m["role"] == "system"}
+    assert len(systems) == 1
+    for a in new:
+        title = a["title"]
+        users = [m["content"] for c in chats for m in c["messages"] if m["role"] == "user"]
+        holder = [u for u in users if title in u]
+        assert holder, title
+        slot = holder[0].split("<<<ARTICLE", 1)[1].split("ARTICLE>>>", 1)[0]
+        assert title in slot
+        assert title not in next(iter(systems))

@@ -1,0 +1,80 @@
+"""Storage against a real PostgreSQL + pgvector: migrations, idempotent upserts, HNSW search."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import psycopg
+
+from vectorstore import articles as store
+from vectorstore.migrations import MIGRATIONS, migrate
+
+
+def _article(n: int, text: str = "body text", url: str | None = None) -> store.NewArticle:
+    return store.NewArticle(
+        guid=f"g{n}", url=url or f"https://a.example/{n}", canonical_url=url or f"https://a.example/{n}",
+        title=f"Title {n}", body=text, content_hash=f"h-{text}", date_source="published",
+        published=datetime(2026, 11, 26, 8, n, tzinfo=timezone.utc),
+    )  # fmt: skip
+
+
+def test_migrations_are_recorded_and_run_once(db) -> None:
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        assert migrate(conn, dims=384) == []
+        names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
+        assert names == [name for name, _ in MIGRATIONS]
+        ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname='vector'").fetchone()
+        assert ext is not None
+        idx = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'embeddings_hnsw'"
+        ).fetchone()
+        assert idx and "hnsw" in idx[0] and "vector_cosine_ops" in idx[0]
+
+
+def test_upserting_the_same_entries_twice_keeps_one_row_each(db) -> None:
+    with db.connection() as conn:
+        feed = store.upsert_feed(conn, "https://feed.example/rss")
+        assert store.upsert_feed(conn, "https://feed.example/rss") == feed
+        first = store.upsert_articles(conn, feed, [_article(1), _article(2, "other")])
+        again = store.upsert_articles(conn, feed, [_article(1), _article(2, "other")])
+        assert first == again
+        assert conn.execute("SELECT count(*) FROM articles").fetchone()[0] == 2
+
+
+def test_changed_content_goes_back_to_pending_unchanged_keeps_state(db) -> None:
+    with db.connection() as conn:
+        feed = store.upsert_feed(conn, "f")
+        [aid] = store.upsert_articles(conn, feed, [_article(1)])
+        store.set_article_outcome(conn, aid, state="processed")
+        store.upsert_articles(conn, feed, [_article(1)])
+        assert store.get_article(conn, aid)["state"] == "processed"
+        store.upsert_articles(conn, feed, [_article(1, "edited body text")])
+        row = store.get_article(conn, aid)
+        assert row["state"] == "pending" and row["content_hash"] == "h-edited body text"
+
+
+def test_same_guid_under_a_new_link_moves_the_row(db) -> None:
+    with db.connection() as conn:
+        feed = store.upsert_feed(conn, "f")
+        [aid] = store.upsert_articles(conn, feed, [_article(1, url="https://a.example/old")])
+        [again] = store.upsert_articles(conn, feed, [_article(1, url="https://a.example/new")])
+        assert again == aid
+        assert store.get_article(conn, aid)["canonical_url"] == "https://a.example/new"
+
+
+def test_embeddings_are_found_by_cosine_and_skipped_when_current(db) -> None:
+    rng = np.random.default_rng(0)
+    with db.connection() as conn:
+        feed = store.upsert_feed(conn, "f")
+        ids = store.upsert_articles(conn, feed, [_article(i, f"text {i}") for i in range(20)])
+        vecs = rng.normal(size=(20, 384)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        rows = [(aid, f"h-text {i}", vecs[i]) for i, aid in enumerate(ids)]
+        store.store_embeddings(conn, rows, "m1")
+        store.store_embeddings(conn, rows, "m1")
+        assert conn.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 20
+        assert store.current_embeddings(conn, ids, "m1") == set(ids)
+        assert store.current_embeddings(conn, ids, "another-model") == set()
+        hits = store.nearest_articles(conn, vecs[7], limit=3)
+        assert hits[0]["id"] == ids[7] and hits[0]["similarity"] > 0.99
