@@ -32,7 +32,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_redis(port: int | None = None, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+def start_redis(
+    port: int | None = None, extra: list[str] | None = None
+) -> tuple[subprocess.Popen, str]:
     """A private redis-server on loopback (no persistence unless `extra` asks for it)."""
     exe = shutil.which("redis-server")
     if exe is None:

@@ -118,9 +118,7 @@ def article_text(body: dict[str, Any]) -> str:
     starts = [i for i, line in enumerate(lines) if line.startswith("<<<ARTICLE")]
     if not starts:
         return "\n".join(lines).strip()
-    ends = [
-        i for i in range(starts[0] + 1, len(lines)) if lines[i].strip() == "ARTICLE>>>"
-    ]
+    ends = [i for i in range(starts[0] + 1, len(lines)) if lines[i].strip() == "ARTICLE>>>"]
     return "\n".join(lines[starts[0] + 1 : ends[0] if ends else len(lines)]).strip()
 
 
@@ -170,9 +168,7 @@ def fill_schema(schema: dict[str, Any], known: dict[str, Any]) -> Any:
     return _fill_value("", schema, schema, known)
 
 
-def _fill_value(
-    name: str, schema: dict[str, Any], root: dict[str, Any], known: dict
-) -> Any:
+def _fill_value(name: str, schema: dict[str, Any], root: dict[str, Any], known: dict) -> Any:
     schema = _resolve(schema, root)
     if "const" in schema:
         return schema["const"]
@@ -204,11 +200,7 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
             for part in schema["$ref"].removeprefix("#/").split("/"):
                 target = target.get(part, {})
             schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
-        elif (
-            branches := schema.get("anyOf")
-            or schema.get("oneOf")
-            or schema.get("allOf")
-        ):
+        elif branches := schema.get("anyOf") or schema.get("oneOf") or schema.get("allOf"):
             schema = next((b for b in branches if b.get("type") != "null"), branches[0])
         else:
             break
@@ -299,9 +291,7 @@ def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     choice is "none", or when it is "auto" (or unset) and the last message is a tool
     result, so an agent loop gets a final text answer as it would from a real model."""
     tools = [
-        t.get("function") or {}
-        for t in body.get("tools") or []
-        if t.get("type") == "function"
+        t.get("function") or {} for t in body.get("tools") or [] if t.get("type") == "function"
     ]
     choice = body.get("tool_choice")
     if not tools or choice == "none":
@@ -326,9 +316,7 @@ def _usage(body: dict[str, Any], content: str | None, tool_call: dict | None) ->
     }
 
 
-def completion(
-    body: dict[str, Any], content: str | None, tool_call: dict | None
-) -> dict:
+def completion(body: dict[str, Any], content: str | None, tool_call: dict | None) -> dict:
     """A `chat.completion` object carrying the answer."""
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_call is not None:
@@ -505,9 +493,7 @@ class LLMServer:
         with self._lock:
             self._responder = hook
 
-    def fail_next(
-        self, status: int, count: int = 1, retry_after: float | None = None
-    ) -> None:
+    def fail_next(self, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """Answer the next `count` chat completions with an OpenAI-style error; with
         `retry_after`, also send `Retry-After` (whole seconds) and `retry-after-ms`."""
         if not 400 <= status <= 599:
@@ -601,9 +587,7 @@ class LLMServer:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
-    request_queue_size = (
-        1024  # the listen backlog; the default 5 drops bursts of connects
-    )
+    request_queue_size = 1024  # the listen backlog; the default 5 drops bursts of connects
     llm: LLMServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -632,9 +616,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(None)
         path = self.path.split("?")[0].rstrip("/")
         if path == "/v1/models":
-            self._send_json(
-                200, {"object": "list", "data": [_model(m) for m in MODELS]}
-            )
+            self._send_json(200, {"object": "list", "data": [_model(m) for m in MODELS]})
         elif path.startswith("/v1/models/"):
             self._send_json(200, _model(path.removeprefix("/v1/models/")))
         else:
@@ -651,9 +633,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in ("/v1/chat/completions", "/v1/embeddings"):
             self._send_error(404, f"Unknown path {self.path}.", "invalid_request_error")
         elif not isinstance(body, dict):
-            self._send_error(
-                400, "The body must be a JSON object.", "invalid_request_error"
-            )
+            self._send_error(400, "The body must be a JSON object.", "invalid_request_error")
         elif path == "/v1/chat/completions":
             self._chat(body)
         else:
@@ -694,9 +674,7 @@ class _Handler(BaseHTTPRequestHandler):
             if body.get("stream"):
                 chunks = completion_chunks(body, content, tool_call)
                 events = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks)
-                self._send(
-                    200, (events + "data: [DONE]\n\n").encode(), "text/event-stream"
-                )
+                self._send(200, (events + "data: [DONE]\n\n").encode(), "text/event-stream")
             else:
                 self._send_json(200, completion(body, content, tool_call))
         finally:
@@ -712,9 +690,7 @@ class _Handler(BaseHTTPRequestHandler):
             message = "'input' must be a string or a non-empty list."
             self._send_error(400, message, "invalid_request_error")
             return
-        texts = [
-            " ".join(map(str, x)) if isinstance(x, list) else str(x) for x in inputs
-        ]
+        texts = [" ".join(map(str, x)) if isinstance(x, list) else str(x) for x in inputs]
         dims = int(body.get("dimensions") or self.server.llm.embedding_dims)
         data = []
         for index, text in enumerate(texts):
@@ -725,9 +701,7 @@ class _Handler(BaseHTTPRequestHandler):
         tokens = sum(len(t.split()) for t in texts)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         model = body.get("model") or "text-embedding-3-small"
-        self._send_json(
-            200, {"object": "list", "data": data, "model": model, "usage": usage}
-        )
+        self._send_json(200, {"object": "list", "data": data, "model": model, "usage": usage})
 
     def _send_error(
         self, status: int, message: str, kind: str, retry_after: float | None = None
@@ -739,9 +713,7 @@ class _Handler(BaseHTTPRequestHandler):
         error = {"message": message, "type": kind, "param": None, "code": kind}
         self._send_json(status, {"error": error}, headers)
 
-    def _send_json(
-        self, status: int, payload: Any, headers: dict | None = None
-    ) -> None:
+    def _send_json(self, status: int, payload: Any, headers: dict | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
     def _send(
@@ -775,9 +747,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
-    parser.add_argument(
-        "--latency", type=float, default=0.0, help="seconds per chat answer"
-    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per chat answer")
     parser.add_argument("--max-concurrency", type=int, default=None)
     parser.add_argument("--embedding-dims", type=int, default=384)
     args = parser.parse_args(argv)

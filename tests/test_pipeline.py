@@ -16,6 +16,10 @@ from tasks.feedparse import parse_feed
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "examples" / "feeds" / "feeds.txt"
 AS_OF = "2026-11-26T23:59:59+00:00"
+CONTRACT_FIELDS = {
+    "url", "canonical_url", "title", "feed_url", "published", "in_window", "status",
+    "duplicate_of", "story_id", "summary", "summary_source", "error",
+}  # fmt: skip
 STATUSES = {"new", "unchanged", "duplicate", "near_duplicate", "skipped", "failed"}
 
 
@@ -63,8 +67,7 @@ def test_every_sample_article_is_accounted_for_and_a_second_run_adds_nothing(
     for key in ("run_id", "mode", "as_of"):
         assert digest[key]
     for a in digest["articles"]:
-        assert {"url", "canonical_url", "title", "feed_url", "published", "in_window", "status",
-                "duplicate_of", "story_id", "summary", "summary_source", "error"} <= a.keys()  # fmt: skip
+        assert CONTRACT_FIELDS <= a.keys()
     before = counts(db)
     assert before["articles"] == len(expected)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
@@ -15,7 +15,7 @@ def _article(n: int, text: str = "body text", url: str | None = None) -> store.N
     return store.NewArticle(
         guid=f"g{n}", url=url or f"https://a.example/{n}", canonical_url=url or f"https://a.example/{n}",
         title=f"Title {n}", body=text, content_hash=f"h-{text}", date_source="published",
-        published=datetime(2026, 11, 26, 8, n, tzinfo=timezone.utc),
+        published=datetime(2026, 11, 26, 8, n, tzinfo=UTC),
     )  # fmt: skip
 
 
