@@ -60,6 +60,17 @@ class Settings(BaseSettings):
         Path("examples/feeds/feeds.txt"), description="Feed list used by Beat and run_daily"
     )
     embedded_worker_concurrency: int = Field(16, description="Threads of the in-process worker")
+    digest_out_dir: Path = Field(Path("out"), description="Where Beat's daily run writes")
+
+    @field_validator(
+        "database_url", "celery_broker_url", "celery_result_backend", "redis_url",
+        "openai_api_key", "openai_base_url", "embedding_model", "digest_webhook_url",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`VAR=` (as docker compose passes an unset variable) means unset, not empty."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("feed_allowed_networks", mode="before")
     @classmethod

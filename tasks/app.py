@@ -46,7 +46,7 @@ def _digest_crontab(at: str) -> crontab:
 
 def build_config(settings: Settings) -> dict:
     """The Celery configuration for these settings (pure: no connection is made)."""
-    broker = settings.celery_broker_url or "memory://"
+    broker = settings.celery_broker_url or "memory://localhost/"
     backend = settings.effective_result_backend
     if settings.celery_broker_url and not backend:
         raise ConfigError(

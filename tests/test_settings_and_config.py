@@ -19,7 +19,7 @@ def test_defaults_need_no_services(monkeypatch: pytest.MonkeyPatch) -> None:
     assert modes["broker"].startswith("in-process")
     assert modes["llm"] == "offline extractive summarizer"
     assert modes["embedder"] == "offline all-MiniLM-L6-v2"
-    assert build_config(s)["broker_url"] == "memory://"
+    assert build_config(s)["broker_url"].startswith("memory://")
 
 
 def test_redis_broker_doubles_as_result_backend_and_lock_store() -> None:

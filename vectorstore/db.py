@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +34,9 @@ _servers: dict[str, object] = {}  # embedded servers kept alive for the process
 
 def embedded_url(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL under `data_dir/pg` and return its URI."""
-    import pgserver  # imported lazily: only the embedded mode needs it
+    with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR on servers
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: only the embedded mode needs it
 
     pg_dir = (Path(data_dir) / "pg").resolve()
     key = str(pg_dir)
