@@ -176,13 +176,17 @@ def get_articles(conn: psycopg.Connection, ids: Sequence[int]) -> list[dict[str,
 
 
 def first_with_hash(conn: psycopg.Connection, content_hash: str, article_id: int) -> int | None:
-    """The earliest other article with the same content (the one a duplicate links to)."""
+    """The article a duplicate links to: the earliest (placed, then id) with the same content.
+
+    None when `article_id` is itself the earliest. Deterministic whatever order articles are
+    planned in, so concurrent plans agree on one original.
+    """
     row = conn.execute(
-        "SELECT id FROM articles WHERE content_hash = %s AND id <> %s AND state <> 'duplicate' "
+        "SELECT id FROM articles WHERE content_hash = %s "
         "ORDER BY coalesce(published, first_seen), id LIMIT 1",
-        (content_hash, article_id),
+        (content_hash,),
     ).fetchone()
-    return int(row[0]) if row and row[0] < article_id else None
+    return int(row[0]) if row and int(row[0]) != article_id else None
 
 
 def set_article_outcome(
@@ -332,6 +336,67 @@ def articles_between(
         ORDER BY coalesce(a.published, a.first_seen), a.id
         """,
             (start, end),
+        )
+        .fetchall()
+    )
+
+
+def analysis_articles(
+    conn: psycopg.Connection, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """What story grouping reads for articles placed in (start, end]: text, summary, vector.
+
+    Failed and pending articles are left out; `embedding` is a numpy array, or None when the
+    article has no vector (an exact duplicate is not embedded: it borrows its original's).
+    """
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        SELECT a.id, a.title, a.body, a.url, a.canonical_url, a.state, a.duplicate_of,
+               a.language, coalesce(a.published, a.first_seen) AS placed_at,
+               f.url AS feed_url, f.title AS feed_title, s.summary, e.embedding
+        FROM articles a JOIN feeds f ON f.id = a.feed_id
+        LEFT JOIN summaries s ON s.article_id = a.id AND s.content_hash = a.content_hash
+        LEFT JOIN embeddings e ON e.article_id = a.id
+        WHERE coalesce(a.published, a.first_seen) > %s
+          AND coalesce(a.published, a.first_seen) <= %s
+          AND a.state IN ('processed', 'duplicate', 'near_duplicate', 'skipped')
+        ORDER BY coalesce(a.published, a.first_seen), a.id
+        """,
+            (start, end),
+        )
+        .fetchall()
+    )
+    for row in rows:
+        vec = row["embedding"]
+        row["embedding"] = None if vec is None else np.asarray(vec.to_numpy(), dtype=np.float32)
+    return rows
+
+
+def article_vectors(conn: psycopg.Connection, ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Stored vectors of these articles, by id (articles without one are absent)."""
+    rows = conn.execute(
+        "SELECT article_id, embedding FROM embeddings WHERE article_id = ANY(%s)", (list(ids),)
+    ).fetchall()
+    return {int(r[0]): np.asarray(r[1].to_numpy(), dtype=np.float32) for r in rows}
+
+
+def articles_for_display(conn: psycopg.Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Title, link, source, time and current summary of these articles, oldest first."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            """
+        SELECT a.id, a.title, a.url, a.canonical_url, a.language, a.published, a.first_seen,
+               coalesce(a.published, a.first_seen) AS placed_at, f.url AS feed_url,
+               f.title AS feed_title, s.summary
+        FROM articles a JOIN feeds f ON f.id = a.feed_id
+        LEFT JOIN summaries s ON s.article_id = a.id AND s.content_hash = a.content_hash
+        WHERE a.id = ANY(%s)
+        ORDER BY coalesce(a.published, a.first_seen), a.id
+        """,
+            (list(ids),),
         )
         .fetchall()
     )
