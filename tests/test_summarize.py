@@ -82,3 +82,26 @@ def test_injected_instructions_stay_inside_the_article_slot(llm_server) -> None:
     assert "Ignore previous instructions" in inner
     assert "Ignore previous instructions" not in head + tail + sys1[0]
     assert inner.count("ARTICLE>>>") == 0
+
+
+def test_embedding_model_setting_switches_to_openai_compatible_embeddings(llm_server) -> None:
+    import numpy as np
+
+    from core.settings import Settings
+    from tasks.providers import OpenAIEmbedder
+
+    llm_server.reset()
+    settings = Settings(
+        _env_file=None,
+        embedding_model="text-embedding-3-small",
+        openai_api_key="sk-test",
+        openai_base_url=llm_server.base_url,
+    )
+    emb = OpenAIEmbedder(settings)
+    vecs = emb.embed_batch(
+        ["the port strike ended", "the port strike is over", "a new chip plant opens"]
+    )
+    assert vecs.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]
+    assert any(r.path.endswith("/embeddings") for r in llm_server.requests)
