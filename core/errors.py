@@ -34,3 +34,7 @@ class FeedRefused(PermanentError):
 
 class DispatchTimeout(AMLError):
     """A delegated task gave no result within its deadline after every re-dispatch."""
+
+
+class RunBusy(AMLError):
+    """Another run holds the lease of this feed list."""

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime
+from dataclasses import fields
+from datetime import date, datetime
 from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
@@ -23,10 +24,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from core.settings import get_settings
-from tasks.analyze import build_stories
+from tasks.analyze import TrendParams, build_stories, label_story
 from tasks.feedlist import FeedSource, read_feed_list
 from tasks.ingest import fetch_feed, ingest_source
-from tasks.publish import publish_digest
+from tasks.publish import deliver_webhook, publish_digest
 from tasks.store import record_outcome
 from vectorstore import articles as store
 from vectorstore import connection, runs
@@ -94,13 +95,21 @@ async def _collect_one(
     }
 
 
-def _limit(ids: list[int], max_articles: int | None) -> list[int]:
+def _add_waiting(run_id: str, feed_ids: list[int], retry_failed: bool) -> list[int]:
+    states = ["pending", "failed"] if retry_failed else ["pending"]
+    with connection() as conn:
+        return runs.add_waiting_articles(conn, run_id, feed_ids, states)
+
+
+def _limit(run_id: str, ids: list[int], max_articles: int | None) -> list[int]:
+    """Keep the newest `max_articles`; the rest are not part of this run."""
     if not max_articles or len(ids) <= max_articles:
         return ids
     with connection() as conn:
         rows = store.get_articles(conn, ids)
-    rows.sort(key=lambda a: a["published"] or a["first_seen"], reverse=True)
-    keep = {a["id"] for a in rows[:max_articles]}
+        rows.sort(key=lambda a: a["published"] or a["first_seen"], reverse=True)
+        keep = {a["id"] for a in rows[:max_articles]}
+        runs.drop_run_articles(conn, run_id, [i for i in ids if i not in keep])
     return [i for i in ids if i in keep]
 
 
@@ -123,7 +132,11 @@ async def collect(state: DailyState, runtime: Runtime[RunContext]) -> dict:
             if aid not in seen:
                 seen.add(aid)
                 ids.append(aid)
-    ids = await asyncio.to_thread(_limit, ids, state.get("max_articles"))
+    waiting = await asyncio.to_thread(
+        _add_waiting, state["run_id"], feed_ids, ctx.retry_failed
+    )  # Beat's pending articles, and failed ones on --retry-failed
+    ids += [aid for aid in waiting if aid not in seen]
+    ids = await asyncio.to_thread(_limit, state["run_id"], ids, state.get("max_articles"))
     return {"feeds": list(feeds), "article_ids": ids}
 
 
@@ -156,21 +169,43 @@ async def process_article(task: ArticleTask, runtime: Runtime[RunContext]) -> di
 
 
 async def trends(state: DailyState, runtime: Runtime[RunContext]) -> dict:
-    """Group the window's articles into stories and score them (queue analyze)."""
+    """Group the window's articles into scored stories (queue analyze), then label the
+    trending ones with the LLM when one is configured (queue llm, all at once)."""
     ctx = runtime.context or RunContext()
-    sig = build_stories.s(state["run_id"], state["as_of"], float(state.get("window_hours", 24)))
+    params = {f.name: getattr(ctx, f.name) for f in fields(TrendParams)}
+    window = float(state.get("window_hours", 24))
+    sig = build_stories.s(state["run_id"], state["as_of"], window, params)
     result = await get_dispatcher().call(sig, deadlines_from(ctx))
+    hot = result.get("trending_ids", [])
+    if hot and ctx.label_with_llm and get_settings().llm_enabled:
+        labels = await asyncio.gather(
+            *(
+                get_dispatcher().call(
+                    label_story.s(state["run_id"], sid).set(queue="llm"), deadlines_from(ctx)
+                )
+                for sid in hot
+            ),
+            return_exceptions=True,
+        )
+        for sid, res in zip(hot, labels):
+            if isinstance(res, BaseException):  # the offline label stays
+                log.warning("story %s: no LLM label: %s", sid, res)
     return {"stories": result["stories"], "trending": result["trending"]}
 
 
-def write_digest(out_dir: str, digest: dict, markdown: str) -> Path:
-    """Write digest.json and digest.md atomically (a reader never sees half a file)."""
+DIGEST_FILES = (
+    ("digest.json", "digest"),
+    ("digest.md", "markdown"),
+    ("digest.html", "html"),
+    ("digest.xml", "atom"),
+)
+
+
+def write_digest(out_dir: str, files: dict[str, str]) -> Path:
+    """Write each {name: text} file atomically (a reader never sees half a file)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("digest.json", json.dumps(digest, indent=2, ensure_ascii=False)),
-        ("digest.md", markdown),
-    ):
+    for name, text in files.items():
         tmp = out / f".{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(out / name)
@@ -178,10 +213,23 @@ def write_digest(out_dir: str, digest: dict, markdown: str) -> Path:
 
 
 async def publish(state: DailyState, runtime: Runtime[RunContext]) -> dict:
-    """Build the digest on the publish queue and write its files here."""
+    """Build the digest on the publish queue, write its files here, then post the webhook.
+
+    The files come first: a webhook that fails or hangs is retried within its own deadline,
+    recorded on the day's digest and logged, and never fails the run.
+    """
     ctx = runtime.context or RunContext()
     result = await get_dispatcher().call(publish_digest.s(state["run_id"]), deadlines_from(ctx))
-    out = await asyncio.to_thread(write_digest, ctx.out_dir, result["digest"], result["markdown"])
+    texts = {
+        name: json.dumps(result[key], indent=2, ensure_ascii=False)
+        if key == "digest"
+        else result[key]
+        for name, key in DIGEST_FILES
+    }
+    out = await asyncio.to_thread(write_digest, ctx.out_dir, texts)
+    url = get_settings().digest_webhook_url
+    if url:
+        await deliver_webhook(url, date.fromisoformat(result["day"]), result["slack"])
     return {"digest_dir": str(out)}
 
 

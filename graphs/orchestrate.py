@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from core.settings import get_settings
 from tasks.app import app
 
-from .run_daily import Progress, run
+from .runner import execute
 from .state import RunContext
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ def run_daily_task(as_of: str | None = None, window_hours: float = 24.0) -> dict
         "max_articles": None,
     }
     context = RunContext(out_dir=str(settings.digest_out_dir))
-    final, timings = asyncio.run(run(inputs, context, Progress(enabled=False)))
-    log.info("daily run %s done in %.1fs", run_id, timings.get("total", 0.0))
-    return {"run_id": run_id, "digest_dir": final.get("digest_dir"), "timings": timings}
+    result = asyncio.run(execute(inputs, context))
+    log.info("daily run %s done in %.1fs", result.run_id, result.timings.get("total", 0.0))
+    return {
+        "run_id": result.run_id,
+        "digest_dir": result.final.get("digest_dir"),
+        "timings": result.timings,
+    }

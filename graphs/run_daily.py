@@ -4,7 +4,7 @@ With no configuration it starts the embedded PostgreSQL and an in-process Celery
 reads the shipped sample feeds; with `CELERY_BROKER_URL` set it only orchestrates and the fleet
 does the work. It prints which mode each part runs in, progress on a terminal, and a final
 report. Exit code 0 whenever the run ran (even if every feed failed); 2 with a one-line reason
-when it could not run at all.
+when it could not run at all; 3 when another run holds the feed list's lease.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import argparse
 import asyncio
 import logging
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import AMLError
+from core.errors import AMLError, RunBusy
 from core.settings import get_settings
 
 log = logging.getLogger("aml.run_daily")
@@ -87,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="process at most N of the articles read, newest first (default: all)",
     )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        default=None,
+        help="finish an interrupted run (a new run with the same --as-of and feed list as an "
+        "unfinished one resumes it by itself)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="process again the articles recorded as failed in earlier runs",
+    )
     p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display, report only")
     p.add_argument("-v", "--verbose", action="store_true", help="log what every stage does")
@@ -124,38 +135,18 @@ class Progress:
             self._bar.stop()
 
 
-async def run(inputs: dict, context: Any, progress: Progress) -> tuple[dict, dict[str, float]]:
-    """Stream the daily graph; returns its final state and seconds per stage."""
-    from graphs.daily import graph
+def progress_events(progress: Progress):  # noqa: ANN201
+    """A runner callback that moves the progress display along the graph's stages."""
 
-    final: dict = dict(inputs)
-    marks: dict[str, float] = {"start": time.monotonic()}
-    progress.stage("collecting feeds")
-    async for update in graph.astream(
-        inputs, context=context, stream_mode="updates", config={"max_concurrency": 2000}
-    ):
-        for node, values in update.items():
-            marks[node] = time.monotonic()
-            if node == "collect":
-                progress.stage("processing articles", total=len(values.get("article_ids", [])))
-            elif node == "process_article":
-                progress.advance()
-            elif node == "trends":
-                progress.stage("publishing")
-            for k, v in (values or {}).items():
-                if k == "outcomes":
-                    final.setdefault("outcomes", []).extend(v)
-                else:
-                    final[k] = v
-    timings: dict[str, float] = {}
-    prev = marks["start"]
-    for stage, node in (("collect", "collect"), ("articles", "process_article"),
-                        ("trends", "trends"), ("publish", "publish")):  # fmt: skip
-        if node in marks:
-            timings[stage] = marks[node] - prev
-            prev = marks[node]
-    timings["total"] = time.monotonic() - marks["start"]
-    return final, timings
+    def on_event(node: str, values: dict) -> None:
+        if node == "collect":
+            progress.stage("processing articles", total=len(values.get("article_ids", [])))
+        elif node == "process_article":
+            progress.advance()
+        elif node == "trends":
+            progress.stage("publishing")
+
+    return on_event
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         for part, mode in settings.modes().items():
             print(f"  {part:<9} {mode}")
         from graphs.report import format_report
+        from graphs.runner import execute
         from graphs.state import RunContext
         from vectorstore import get_db
 
@@ -193,14 +185,24 @@ def main(argv: list[str] | None = None) -> int:
             "window_hours": args.window_hours,
             "max_articles": args.max_articles,
         }
-        context = RunContext(out_dir=args.out)
+        context = RunContext(out_dir=args.out, retry_failed=args.retry_failed)
         progress = Progress(enabled=not args.quiet)
+        progress.stage("collecting feeds")
         try:
-            final, timings = asyncio.run(run(inputs, context, progress))
+            result = asyncio.run(
+                execute(inputs, context, resume=args.resume, on_event=progress_events(progress))
+            )
         finally:
             progress.close()
-        print(format_report(run_id, final, timings, settings.modes(), args.out))
+        if result.resumed:
+            print(f"Resumed unfinished run {result.run_id}.")
+        print(
+            format_report(result.run_id, result.final, result.timings, settings.modes(), args.out)
+        )
         return 0
+    except RunBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except AMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

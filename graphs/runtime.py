@@ -208,7 +208,12 @@ class Dispatcher:
 
 @dataclass
 class EmbedBatcher:
-    """Groups single-item requests into batched tasks; each caller awaits its own item."""
+    """Groups single-item requests into batched tasks; each caller awaits its own item.
+
+    Items carry an ordering key (an article's placed time): `settle_before(key)` waits until
+    every item submitted with a smaller key is done, so a near-duplicate check sees the vectors
+    of every earlier article of the run, whichever batch they travelled in.
+    """
 
     dispatcher: Dispatcher
     make_sig: Any  # list[int] -> Signature
@@ -217,15 +222,24 @@ class EmbedBatcher:
     linger: float = 0.05
     _queue: list[tuple[int, asyncio.Future]] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
+    _submitted: list[tuple[tuple, asyncio.Future]] = field(default_factory=list)
 
-    async def submit(self, item: int) -> Any:
+    async def submit(self, item: int, key: tuple = ()) -> Any:
         fut = self.dispatcher.loop.create_future()
         self._queue.append((item, fut))
+        self._submitted = [(k, f) for k, f in self._submitted if not f.done()]
+        self._submitted.append((key, fut))
         if len(self._queue) >= self.size:
             self._flush()
         elif self._timer is None:
             self._timer = self.dispatcher.loop.call_later(self.linger, self._flush)
         return await fut
+
+    async def settle_before(self, key: tuple) -> None:
+        """Wait (ignoring their errors) for the items submitted with a smaller key."""
+        earlier = [f for k, f in self._submitted if k < key and not f.done()]
+        if earlier:
+            await asyncio.wait(earlier)
 
     def _flush(self) -> None:
         if self._timer is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, TypedDict
 
 ArticleStatus = Literal["new", "unchanged", "duplicate", "near_duplicate", "skipped", "failed"]
-Route = Literal["process", "short", "duplicate", "unchanged"]
+Route = Literal["process", "short", "duplicate", "unchanged", "recorded"]
 
 
 @dataclass
@@ -23,8 +23,10 @@ class RunContext:
     """An article with fewer words is stored and embedded but not summarized ('skipped')."""
     summary_words: int = 60
     """Word budget of a summary."""
-    near_duplicate_threshold: float = 0.92
+    near_duplicate_threshold: float = 0.85
     """Cosine similarity at or above which an article is a near-duplicate of an earlier one."""
+    near_duplicate_days: float = 3.0
+    """How far back (days before the article) the near-duplicate check looks."""
     prefer_llm: bool = True
     """Summarize with the LLM when one is configured (else the extractive summarizer)."""
     queue_deadline_seconds: float = 900.0
@@ -37,6 +39,26 @@ class RunContext:
     """Process again the articles recorded as failed (otherwise they are left as they are)."""
     out_dir: str = "out"
     """Where the daily graph writes digest.md and digest.json."""
+    story_threshold: float = 0.39
+    """Average-link similarity (cosine mixed with shared names and figures) that joins two
+    groups of the window's articles into one story; lower gives fewer, larger stories."""
+    anchor_weight: float = 1.5
+    """Weight of shared names and figures against embedding cosine in that similarity (what
+    groups the same event across languages)."""
+    baseline_days: float = 7.0
+    """Days before the window that say how much coverage each topic usually gets."""
+    baseline_match: float = 0.35
+    """Similarity at which a baseline article counts as the same topic as a story."""
+    trend_min_sources: int = 3
+    """Distinct sources a story needs in the window to trend."""
+    trend_min_burst: float = 2.0
+    """Minimum burst to trend: -log10 of the Poisson chance of the story's source count given
+    the baseline's rate for its topic (2.0: a 1-in-100 day)."""
+    trend_min_novelty: float = 0.40
+    """Minimum novelty to trend: 1 minus the similarity to the closest baseline article."""
+    label_with_llm: bool = True
+    """Label trending stories with the LLM when one is configured (else the most
+    representative headline and the top keywords)."""
 
 
 class ArticleState(TypedDict, total=False):
@@ -50,6 +72,8 @@ class ArticleState(TypedDict, total=False):
     """What plan decided: full processing, too short, exact duplicate, or nothing to do."""
     content_hash: str
     """The content the plan saw; recorded as processed when the article is done."""
+    placed_at: float
+    """When the article is placed in time (published, else first seen), as a Unix time."""
     status: ArticleStatus
     """How processing ended (output)."""
     duplicate_of: int | None

@@ -29,6 +29,7 @@ ROUTES = {
     "tasks.ingest.*": {"queue": "ingest"},
     "tasks.summarize.*": {"queue": "llm"},
     "tasks.embed.*": {"queue": "embed"},
+    "tasks.classify.*": {"queue": "embed"},
     "tasks.analyze.*": {"queue": "analyze"},
     "tasks.store.*": {"queue": "analyze"},
     "tasks.publish.*": {"queue": "publish"},
@@ -109,6 +110,7 @@ app = Celery(
         "tasks.analyze",
         "tasks.store",
         "tasks.health",
+        "tasks.classify",
         "tasks.publish",
     ],
 )

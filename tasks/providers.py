@@ -133,14 +133,23 @@ def get_embedder(settings: Settings | None = None) -> Embedder:
 
 
 def get_chat_model(settings: Settings | None = None, **overrides: object):  # noqa: ANN201
-    """A ChatOpenAI for the configured provider; its own retries cover 429 and 5xx."""
+    """A ChatOpenAI for the configured provider; its own retries cover 429 and 5xx.
+
+    Every HTTP request it sends (retries included) first takes a token of the fleet-wide
+    `LLM_REQUESTS_PER_MINUTE` budget. Call it through `invoke_limited` so each call also holds
+    one of the `LLM_MAX_CONCURRENCY` slots.
+    """
+    import httpx
     from langchain_openai import ChatOpenAI
+
+    from .limits import get_limiter
 
     settings = settings or get_settings()
     if not settings.llm_enabled:
         raise ConfigError(
             "no LLM configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for Ollama or vLLM)"
         )
+    limiter = get_limiter()
     params: dict[str, object] = {
         "model": settings.llm_model,
         "api_key": settings.openai_api_key,
@@ -148,6 +157,18 @@ def get_chat_model(settings: Settings | None = None, **overrides: object):  # no
         "timeout": settings.llm_timeout_seconds,
         "max_retries": settings.llm_max_retries,
         "temperature": 0,
+        "http_client": httpx.Client(
+            event_hooks={"request": [lambda _request: limiter.take_request_token()]},
+            timeout=settings.llm_timeout_seconds,
+        ),
     }
     params.update(overrides)
     return ChatOpenAI(**params)
+
+
+def invoke_limited(model, messages: list) -> object:  # noqa: ANN001
+    """`model.invoke(messages)` while holding a fleet-wide LLM concurrency slot."""
+    from .limits import get_limiter
+
+    with get_limiter().slot():
+        return model.invoke(messages)

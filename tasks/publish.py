@@ -1,19 +1,34 @@
 """The digest: built from what the run stored, rendered, and saved once per day (queue `publish`).
 
 `build_digest` assembles the `digest.json` contract from the database (feeds as listed, every
-article the run read, the window's stories); `render_markdown` turns it into `digest.md`.
-The task returns both so the orchestrator, which owns `--out`, writes the files wherever it
-runs. Publishing the same day twice replaces the stored digest.
+article the run read, the window's stories with their articles); `tasks.render` turns it into
+Markdown, HTML, Atom and a Slack message. The task returns them all so the orchestrator, which
+owns `--out`, writes the files wherever it runs. Publishing the same day twice replaces the
+stored digest. `deliver_webhook` posts the Slack message after the files are written: retried,
+bounded in time, its outcome recorded on the day's digest, never raised.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import asyncio
+import hashlib
+import json
+import logging
+import random
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from vectorstore import DatabaseUnavailable, connection, runs
+from vectorstore import articles as store
 
 from .app import app
+from .render import render_atom, render_html, render_markdown, slack_payload
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_digest", "deliver_webhook", "publish_digest", "render_markdown"]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -29,6 +44,8 @@ def build_digest(run_id: str) -> dict[str, Any]:
         feeds = runs.run_feeds(conn, run_id)
         articles = runs.run_articles(conn, run_id)
         stories = runs.stories(conn, run_id)
+        shown = store.articles_for_display(conn, [i for s in stories for i in s["article_ids"]])
+    details = {a["id"]: a for a in shown}
     as_of: datetime = run["as_of"]
     start = as_of - timedelta(hours=run["window_hours"])
     url_of = {}
@@ -61,13 +78,8 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "error": a["error"] or a["summary_note"],
             }
         )
-    with connection() as conn:
-        missing = [aid for s in stories for aid in s["article_ids"] if aid not in url_of]
-        if missing:
-            from vectorstore import articles as store
-
-            for row in store.get_articles(conn, missing):
-                url_of[row["id"]] = row["canonical_url"]
+    for a in shown:
+        url_of.setdefault(a["id"], a["canonical_url"])
     out_stories = [
         {
             "id": s["id"],
@@ -78,6 +90,18 @@ def build_digest(run_id: str) -> dict[str, Any]:
             "sources": s["sources"],
             "trend_score": round(float(s["trend_score"]), 4),
             "is_trending": bool(s["is_trending"]),
+            "label_source": s.get("label_source", "offline"),
+            "signals": s.get("signals") or {},
+            "articles": [
+                {
+                    "url": details[aid]["canonical_url"],
+                    "title": details[aid]["title"],
+                    "source": details[aid]["feed_title"] or details[aid]["feed_url"],
+                    "published": _iso(details[aid]["placed_at"]),
+                }
+                for aid in s["article_ids"]
+                if aid in details
+            ],
         }
         for s in stories
     ]
@@ -117,45 +141,6 @@ def build_digest(run_id: str) -> dict[str, Any]:
     }
 
 
-def render_markdown(digest: dict[str, Any]) -> str:
-    """`digest.md`: trending stories first, then every story of the window, then feed health."""
-    by_url = {a["canonical_url"]: a for a in digest["articles"]}
-    lines = [
-        f"# News digest — {digest['as_of']}",
-        "",
-        f"Window: {digest['window_hours']} h ending {digest['as_of']} · run `{digest['run_id']}`",
-        "Modes: " + "; ".join(f"{k}: {v}" for k, v in digest["modes"].items()),
-        "",
-    ]
-    trending = [s for s in digest["stories"] if s["is_trending"]]
-    sections = (
-        [("Trending", trending), ("All stories", digest["stories"])]
-        if trending
-        else [("Stories", digest["stories"])]
-    )
-    for heading, stories in sections:
-        lines += [f"## {heading}", ""]
-        if not stories:
-            lines += ["_No articles in this window._", ""]
-        for s in stories:
-            lines.append(f"### {s['label']}")
-            if s.get("synthesis"):
-                lines += ["", s["synthesis"]]
-            lines.append("")
-            for url in s["article_urls"]:
-                a = by_url.get(url)
-                title = a["title"] if a else url
-                lines.append(
-                    f"- [{title}]({url})" + (f" — {a['summary']}" if a and a["summary"] else "")
-                )
-            lines.append("")
-    lines += ["## Feeds", "", "| feed | status | articles | error |", "|---|---|---|---|"]
-    for f in digest["feeds"]:
-        err = (f["error"] or "").replace("|", "\\|")
-        lines.append(f"| {f['url']} | {f['status']} | {f['articles']} | {err} |")
-    return "\n".join(lines) + "\n"
-
-
 @app.task(
     autoretry_for=(DatabaseUnavailable,),
     retry_backoff=1,
@@ -164,9 +149,110 @@ def render_markdown(digest: dict[str, Any]) -> str:
     max_retries=5,
 )
 def publish_digest(run_id: str) -> dict:
-    """Build, render and save the run's digest (one per day); returns what to write."""
+    """Build, render and save the run's digest (one per day); returns what to write and post.
+
+    `digest` (digest.json), `markdown`, `html`, `atom` (digest.xml), `slack` (the webhook body)
+    and `day` (the digest's day, which a second publication replaces).
+    """
     digest = build_digest(run_id)
-    as_of = datetime.fromisoformat(digest["as_of"].replace("Z", "+00:00"))
+    day = digest_day(digest)
     with connection() as conn:
-        runs.save_digest(conn, as_of.date(), run_id, digest)
-    return {"digest": digest, "markdown": render_markdown(digest)}
+        runs.save_digest(conn, day, run_id, digest)
+    return {
+        "digest": digest,
+        "day": day.isoformat(),
+        "markdown": render_markdown(digest),
+        "html": render_html(digest),
+        "atom": render_atom(digest),
+        "slack": slack_payload(digest),
+    }
+
+
+def digest_day(digest: dict[str, Any]) -> date:
+    """The day a digest is saved under: its `as_of` date (UTC)."""
+    return datetime.fromisoformat(digest["as_of"].replace("Z", "+00:00")).astimezone(UTC).date()
+
+
+def payload_sha256(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+async def post_json(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    attempts: int = 3,
+    timeout: float = 10.0,
+    backoff: float = 1.0,
+) -> dict[str, Any]:
+    """POST `payload`, retrying connection errors, 429 and 5xx with exponential backoff and
+    jitter; another 4xx is final. Returns the outcome, never raises; errors never quote the
+    URL (a webhook URL is a secret)."""
+    error, status = "", None
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        for attempt in range(1, attempts + 1):
+            retry_after = None
+            try:
+                resp = await client.post(url, json=payload)
+                status = resp.status_code
+                if 200 <= status < 300:
+                    return {"status": "sent", "attempts": attempt, "http_status": status}
+                error = f"HTTP {status}: {' '.join(resp.text.split())[:200]}"
+                if status != 429 and status < 500:
+                    return {"status": "failed", "attempts": attempt, "http_status": status,
+                            "error": error}  # fmt: skip
+                retry_after = resp.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                status, error = None, f"{type(exc).__name__}: {exc}".split(" for url")[0]
+            if attempt < attempts:
+                delay = backoff * 2 ** (attempt - 1) * (1 + random.random() / 2)
+                if retry_after and retry_after.isdigit():
+                    delay = min(max(delay, float(retry_after)), 30.0)
+                await asyncio.sleep(delay)
+    return {"status": "failed", "attempts": attempts, "http_status": status, "error": error}
+
+
+async def deliver_webhook(
+    url: str,
+    day: date,
+    payload: dict[str, Any],
+    *,
+    attempts: int = 3,
+    timeout: float = 10.0,
+    backoff: float = 1.0,
+) -> dict[str, Any]:
+    """Post the day's digest to the webhook once: an unchanged digest already sent for that day
+    is not sent again. The outcome is recorded on the day's digest and returned; never raises."""
+    digest_hash = payload_sha256(payload)
+
+    def previous() -> dict[str, Any] | None:
+        with connection() as conn:
+            row = runs.get_digest(conn, day)
+        return (row or {}).get("webhook")
+
+    def record(outcome: dict[str, Any]) -> None:
+        with connection() as conn:
+            runs.record_webhook(conn, day, outcome)
+
+    try:
+        before = await asyncio.to_thread(previous)
+    except Exception as exc:  # noqa: BLE001 - the post matters more than the bookkeeping
+        log.warning("webhook: cannot read the previous delivery: %s", exc)
+        before = None
+    if (
+        before
+        and before.get("status") in ("sent", "unchanged")
+        and (before.get("payload_sha256") == digest_hash)
+    ):
+        outcome = {"status": "unchanged", "attempts": 0}
+    else:
+        outcome = await post_json(url, payload, attempts=attempts, timeout=timeout, backoff=backoff)
+    outcome.update(payload_sha256=digest_hash, at=_iso(datetime.now(UTC)))
+    if outcome["status"] == "failed":
+        log.warning("digest webhook failed after %s attempts: %s", outcome["attempts"],
+                    outcome.get("error"))  # fmt: skip
+    try:
+        await asyncio.to_thread(record, outcome)
+    except Exception as exc:  # noqa: BLE001 - recorded in the log instead
+        log.warning("webhook: cannot record the outcome: %s", exc)
+    return outcome

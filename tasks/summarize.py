@@ -25,7 +25,7 @@ from vectorstore import articles as store
 from vectorstore import connection
 
 from .app import app
-from .providers import Embedder, get_chat_model, get_embedder
+from .providers import Embedder, get_chat_model, get_embedder, invoke_limited
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def llm_summary(title: str, body: str, max_words: int = 60) -> tuple[ArticleSumm
     ]
     problem = ""
     for attempt in range(2):
-        raw = model.invoke(messages).content
+        raw = invoke_limited(model, messages).content
         raw = raw if isinstance(raw, str) else json.dumps(raw)
         try:
             return _parse(raw, max_words), "" if attempt == 0 else "repaired once"

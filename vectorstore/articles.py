@@ -400,3 +400,33 @@ def articles_for_display(conn: psycopg.Connection, ids: Sequence[int]) -> list[d
         )
         .fetchall()
     )
+
+
+def article_vector(conn: psycopg.Connection, article_id: int) -> np.ndarray | None:
+    """The stored vector of an article, if it has one."""
+    row = conn.execute(
+        "SELECT embedding FROM embeddings WHERE article_id = %s", (article_id,)
+    ).fetchone()
+    return None if row is None else np.asarray(row[0].to_numpy(), dtype=np.float32)
+
+
+def set_classification(
+    conn: psycopg.Connection, article_id: int, *, category: str, tags: list[str]
+) -> None:
+    """Category and tags of an article's summary (from the LLM or the offline classifier)."""
+    conn.execute(
+        "UPDATE summaries SET category = %s, tags = %s WHERE article_id = %s",
+        (category, Jsonb(tags), article_id),
+    )
+
+
+def article_ids_in_states(
+    conn: psycopg.Connection, states: Sequence[str], limit: int = 10_000
+) -> list[int]:
+    """Articles waiting in these states (pending from Beat's ingestion, failed for a retry)."""
+    rows = conn.execute(
+        "SELECT id FROM articles WHERE state = ANY(%s) "
+        "ORDER BY coalesce(published, first_seen) DESC, id LIMIT %s",
+        (list(states), limit),
+    ).fetchall()
+    return [int(r[0]) for r in rows]

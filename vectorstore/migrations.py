@@ -131,6 +131,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_story_signals_and_webhook",
+        """
+        ALTER TABLE stories ADD COLUMN label_source text NOT NULL DEFAULT 'offline';
+        ALTER TABLE stories ADD COLUMN signals jsonb NOT NULL DEFAULT '{{}}';
+        ALTER TABLE digests ADD COLUMN webhook jsonb;
+        """,
+    ),
 ]
 
 

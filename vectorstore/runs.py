@@ -91,6 +91,48 @@ def set_run_article_status(
     )
 
 
+def add_waiting_articles(
+    conn: psycopg.Connection, run_id: str, feed_ids: Sequence[int], states: Sequence[str]
+) -> list[int]:
+    """Add to the run the articles of these feeds waiting in `states` (pending from Beat's
+    ingestion, failed for --retry-failed); returns their ids."""
+    rows = conn.execute(
+        "INSERT INTO run_articles (run_id, article_id, feed_url) "
+        "SELECT %s, a.id, f.url FROM articles a JOIN feeds f ON f.id = a.feed_id "
+        "WHERE a.feed_id = ANY(%s) AND a.state = ANY(%s) "
+        "ON CONFLICT (run_id, article_id) DO NOTHING RETURNING article_id",
+        (run_id, list(feed_ids), list(states)),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def drop_run_articles(conn: psycopg.Connection, run_id: str, article_ids: Sequence[int]) -> None:
+    """Forget that the run read these articles (cut by --max-articles)."""
+    conn.execute(
+        "DELETE FROM run_articles WHERE run_id = %s AND article_id = ANY(%s)",
+        (run_id, list(article_ids)),
+    )
+
+
+def unfinished_run(conn: psycopg.Connection, as_of: datetime, feeds_key: str) -> str | None:
+    """The latest run of this window and feed list that never finished (to resume it)."""
+    row = conn.execute(
+        "SELECT id FROM runs WHERE as_of = %s AND feeds_key = %s AND status = 'running' "
+        "ORDER BY started_at DESC LIMIT 1",
+        (as_of, feeds_key),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def run_article_status(conn: psycopg.Connection, run_id: str, article_id: int) -> str | None:
+    """The outcome this run already recorded for an article (None or 'pending' if none)."""
+    row = conn.execute(
+        "SELECT status FROM run_articles WHERE run_id = %s AND article_id = %s",
+        (run_id, article_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def run_feeds(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     return (
         conn.cursor(row_factory=dict_row)
@@ -173,3 +215,56 @@ def save_digest(conn: psycopg.Connection, day: date, run_id: str, digest: dict[s
         "DO UPDATE SET run_id = EXCLUDED.run_id, digest = EXCLUDED.digest, published_at = now()",
         (day, run_id, Jsonb(digest)),
     )
+
+
+def store_story_details(
+    conn: psycopg.Connection, run_id: str, details: dict[str, dict[str, Any]]
+) -> None:
+    """Per story of the run: how its label was made and the signals behind its trend score."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE stories SET label_source = %s, signals = %s WHERE run_id = %s AND id = %s",
+            [
+                (d.get("label_source", "offline"), Jsonb(d.get("signals", {})), run_id, sid)
+                for sid, d in details.items()
+            ],
+        )
+
+
+def get_story(conn: psycopg.Connection, run_id: str, story_id: str) -> dict[str, Any] | None:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM stories WHERE run_id = %s AND id = %s", (run_id, story_id))
+        .fetchone()
+    )
+
+
+def set_story_label(
+    conn: psycopg.Connection,
+    run_id: str,
+    story_id: str,
+    *,
+    label: str,
+    synthesis: str | None,
+    label_source: str,
+) -> None:
+    """Replace a story's label and synthesis (idempotent)."""
+    conn.execute(
+        "UPDATE stories SET label = %s, synthesis = %s, label_source = %s "
+        "WHERE run_id = %s AND id = %s",
+        (label, synthesis, label_source, run_id, story_id),
+    )
+
+
+def get_digest(conn: psycopg.Connection, day: date) -> dict[str, Any] | None:
+    """The day's saved digest row: run_id, digest, published_at, webhook."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM digests WHERE day = %s", (day,))
+        .fetchone()
+    )
+
+
+def record_webhook(conn: psycopg.Connection, day: date, outcome: dict[str, Any]) -> None:
+    """What happened when the day's digest was posted to the webhook."""
+    conn.execute("UPDATE digests SET webhook = %s WHERE day = %s", (Jsonb(outcome), day))

@@ -1,0 +1,285 @@
+"""Pipeline benchmark: the queue architecture against the sequential script it replaces.
+
+Generates N articles (default 500) as RSS files, 50 per feed, dated within the 24 h before
+--as-of. Starts a private Redis, an embedded PostgreSQL + pgvector, the loopback LLM server
+(latency L = 1.0 s, at most C = 32 chat requests at once: more get 429) and a worker fleet:
+  llm      threads pool, C threads          (summaries: one chat call each)
+  embed    prefork, 1 child                 (MiniLM batches; the model is loaded once)
+  ops      threads pool, 8 threads          (ingest, analyze, publish; store_outcome, no-ops)
+then measures, in one run:
+  (a) sequential: for each article, the real LLM call (`tasks.summarize.llm_summary`, i.e.
+      langchain-openai's ChatOpenAI against the loopback server), one MiniLM embed, and the
+      stores (article, summary, embedding, outcome) through `vectorstore`; timed on the first
+      50 articles after one untimed warm-up call, scaled to N, plus the one-off feed parsing;
+  (b) `python -m graphs.run_daily --feeds ... --as-of ... --out ...` against the warm fleet
+      (wall time of the command, so its start-up is included), with OPENAI_API_KEY and
+      OPENAI_BASE_URL set so summaries go to the LLM server, and LLM_MAX_CONCURRENCY=C;
+and the three stage limits: llm = N * L / C; embed = the raw batched embedder on the same texts
+(in this process, workers idle); celery = a raw group of N `tasks.health.noop` tasks on the same
+broker and fleet. bound = the largest; efficiency = bound / pipeline.
+Checks (a failure exits 1): every article is "new" with summary_source "llm", and the LLM server
+received exactly N chat requests.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._harness import (
+    PY,
+    ROOT,
+    Services,
+    Worker,
+    make_articles,
+    parser,
+    run_benchmark,
+    table,
+    truncate_all,
+    write_feeds,
+)
+
+SEQUENTIAL_SAMPLE = 50
+
+
+def parse_feeds(feed_list: Path) -> tuple[list[tuple[str, object]], float]:
+    """(listed feed, parsed entry) pairs in feed order, and the seconds parsing took."""
+    from tasks.feedlist import read_feed_list
+    from tasks.feedparse import parse_feed
+    from tasks.fetcher import read_local_feed
+
+    t0 = time.perf_counter()
+    out = []
+    for src in read_feed_list(feed_list):
+        parsed = parse_feed(read_local_feed(src.location), src.location)
+        out += [(src.listed, e) for e in parsed.entries]
+    return out, time.perf_counter() - t0
+
+
+def sequential(entries: list[tuple[str, object]], summary_words: int = 60) -> float:
+    """Seconds for the script the pipeline replaces, over `entries` (one article at a time)."""
+    from tasks.embed import embedding_text
+    from tasks.providers import get_embedder
+    from tasks.summarize import llm_summary
+    from vectorstore import articles as store
+    from vectorstore import connection
+
+    embedder = get_embedder()
+    t0 = time.perf_counter()
+    for listed, e in entries:
+        with connection() as conn:
+            feed_id = store.upsert_feed(conn, listed)
+            (aid,) = store.upsert_articles(
+                conn,
+                feed_id,
+                [
+                    store.NewArticle(
+                        guid=e.guid, url=e.url, canonical_url=e.canonical_url, title=e.title,
+                        body=e.text, content_hash=e.content_hash, published=e.published,
+                        date_source=e.date_source, author=e.author, language=e.language,
+                    )
+                ],
+            )  # fmt: skip
+        result, note = llm_summary(e.title, e.text, summary_words)
+        if result is None:
+            raise RuntimeError(f"sequential LLM summary failed: {note}")
+        vector = embedder.embed_batch([embedding_text(e.title, e.text)])[0]
+        with connection() as conn:
+            store.store_summary(
+                conn, aid, content_hash=e.content_hash, summary=result.summary, source="llm",
+                key_points=result.key_points, tags=result.tags, category=result.category,
+                model="bench-model", note=note or None,
+            )  # fmt: skip
+            store.store_embeddings(conn, [(aid, e.content_hash, vector)], embedder.name)
+            store.set_article_outcome(conn, aid, state="processed", content_hash=e.content_hash)
+    return time.perf_counter() - t0
+
+
+def warm_fleet(as_of: datetime) -> None:
+    """One real task per queue: the embed child loads MiniLM, every worker opens its pool."""
+    from bench._harness import insert_articles
+    from tasks.embed import embed_batch
+    from tasks.health import noop
+    from tasks.store import store_outcome
+    from tasks.summarize import summarize_article
+
+    item = make_articles(1, as_of=as_of - timedelta(days=30), seed=999)[0]
+    (aid,) = insert_articles([item], feed_url="bench://warm-up")
+    embed_batch.delay([aid]).get(timeout=300)
+    summarize_article.delay(aid, "llm", 60).get(timeout=120)
+    store_outcome.delay("warm-up", aid, "new").get(timeout=60)
+    for queue in ("ingest", "analyze", "publish", "llm", "embed"):
+        noop.apply_async((1,), queue=queue).get(timeout=60)
+
+
+def celery_group(n: int) -> float:
+    """Seconds for a raw group of `n` no-op tasks (default queue: analyze) to return."""
+    from celery import group
+
+    from tasks.health import noop
+
+    group(noop.s(i) for i in range(50)).apply_async().get(timeout=60, interval=0.005)  # warm
+    t0 = time.perf_counter()
+    res = group(noop.s(i) for i in range(n)).apply_async()
+    values = res.get(timeout=300, interval=0.005)
+    dt = time.perf_counter() - t0
+    assert values == list(range(n))
+    return dt
+
+
+def embed_raw(entries: list[tuple[str, object]]) -> float:
+    """Seconds for the raw batched embedder on the pipeline's texts (model already loaded)."""
+    from tasks.embed import embedding_text
+    from tasks.providers import get_embedder
+
+    embedder = get_embedder()
+    texts = [embedding_text(e.title, e.text) for _, e in entries]
+    embedder.embed_batch(texts[:32])  # warm
+    t0 = time.perf_counter()
+    vectors = embedder.embed_batch(texts)
+    dt = time.perf_counter() - t0
+    assert vectors.shape[0] == len(texts)
+    return dt
+
+
+def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
+    n, latency, conc = args.n, args.latency, args.max_concurrency
+    as_of = (
+        datetime.fromisoformat(args.as_of.replace("Z", "+00:00"))
+        if args.as_of
+        else datetime.now(UTC).replace(microsecond=0)
+    )
+    s.start_redis()
+    s.start_postgres()
+    llm = s.start_llm(latency=latency, max_concurrency=conc)
+    env = s.export(LLM_MAX_CONCURRENCY=str(conc), LLM_MAX_RETRIES="2")
+    feeds = write_feeds(s.tmp / "feeds", make_articles(n, as_of=as_of), per_feed=50)
+    t_start = time.monotonic()
+    s.start_workers(
+        [
+            Worker("llm", "llm", "threads", args.llm_threads or conc),
+            Worker("embed", "embed", "prefork", 1),
+            Worker("ops", "ingest,analyze,publish", "threads", 8),
+        ]
+    )
+    from vectorstore import get_db
+
+    get_db()
+    entries, parse_s = parse_feeds(feeds)
+    assert len(entries) == n, f"generated {n} articles, parsed {len(entries)}"
+    print(f"fleet up in {time.monotonic() - t_start:.1f}s; parsed {n} articles", file=sys.stderr)
+
+    embed_bound = embed_raw(entries)
+    warm_fleet(as_of)
+    celery_bound = celery_group(n)
+    truncate_all()
+
+    # (a) sequential, after one untimed warm-up article
+    sample = entries[: min(SEQUENTIAL_SAMPLE, n)]
+    sequential(entries[-1:])
+    truncate_all()
+    seq_sample = sequential(sample)
+    sequential_s = parse_s + seq_sample * n / len(sample)
+    print(f"sequential: {seq_sample:.1f}s for {len(sample)}", file=sys.stderr)
+    truncate_all()
+    llm.reset()
+
+    # (b) the pipeline
+    out = s.tmp / "out"
+    cmd = [PY, "-m", "graphs.run_daily", "--feeds", str(feeds), "--out", str(out),
+           "--as-of", as_of.isoformat(), "-q"]  # fmt: skip
+    t0m = time.monotonic()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    pipeline_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"run_daily exited {proc.returncode}: {proc.stderr[-3000:]}")
+
+    import json
+
+    digest = json.loads((out / "digest.json").read_text())
+    arts = digest["articles"]
+    statuses: dict[str, int] = {}
+    for a in arts:
+        statuses[a["status"]] = statuses.get(a["status"], 0) + 1
+    new = [a for a in arts if a["status"] == "new"]
+    llm_sources = sum(a["summary_source"] == "llm" for a in new)
+    chats = [r for r in llm.requests if r.path.endswith("/chat/completions")]
+    timing = re.search(r"^Time: (.*)$", proc.stdout, re.MULTILINE)
+    graph_total = None
+    if timing:
+        m = re.search(r"total ([\d.]+)s", timing.group(1))
+        graph_total = float(m.group(1)) if m else None
+    first_chat = min((r.received_at for r in chats), default=t0m) - t0m
+    last_chat = max((r.received_at for r in chats), default=t0m) - t0m
+
+    llm_bound = n * latency / conc
+    bound = max(llm_bound, embed_bound, celery_bound)
+    checks = {
+        f"articles in digest == {n}": len(arts) == n,
+        f"all {n} new": len(new) == n,
+        "summary_source llm for every new article": llm_sources == len(new) and bool(new),
+        f"LLM server got {n} chat requests": len(chats) == n,
+    }
+    rows = [
+        ("sequential (a), scaled", sequential_s,
+         f"{seq_sample:.1f}s for {len(sample)} + parse {parse_s:.2f}s, x{n / len(sample):.0f}"),
+        ("pipeline (b), run_daily wall", pipeline_s,
+         f"graph total {graph_total}s (rest: interpreter start-up, imports, DB open)"),
+        ("  LLM requests span", last_chat + latency - first_chat,
+         f"first at +{first_chat:.1f}s, last answered at +{last_chat + latency:.1f}s"),
+        ("llm bound N*L/C", llm_bound, f"{n} x {latency}s / {conc}"),
+        ("embed bound (raw batched)", embed_bound, f"{n / embed_bound:.0f} texts/s"),
+        ("celery bound (group of no-ops)", celery_bound, f"{n / celery_bound:.0f} tasks/s"),
+        ("bound (max)", bound, ""),
+    ]  # fmt: skip
+    report = "\n".join(
+        [
+            f"Pipeline benchmark: N={n}, L={latency}s, C={conc}, llm worker threads="
+            f"{args.llm_threads or conc}",
+            table(rows, ("measure", "seconds", "note")),
+            "",
+            f"speedup {sequential_s / pipeline_s:.1f}x; efficiency {bound / pipeline_s:.2f} "
+            "(target >= 0.8)",
+            f"digest statuses {statuses}; LLM peak concurrency {llm.peak_concurrency}, "
+            f"429s {llm.rejected}",
+            "checks: " + "; ".join(f"{k}: {'ok' if v else 'FAILED'}" for k, v in checks.items()),
+        ]
+    )
+    result = {
+        "bench": "pipeline",
+        "n": n,
+        "sequential_s": round(sequential_s, 2),
+        "pipeline_s": round(pipeline_s, 2),
+        "speedup": round(sequential_s / pipeline_s, 2),
+        "llm_bound_s": round(llm_bound, 2),
+        "embed_bound_s": round(embed_bound, 2),
+        "celery_bound_s": round(celery_bound, 2),
+        "bound_s": round(bound, 2),
+        "efficiency": round(bound / pipeline_s, 3),
+    }
+    if not all(checks.values()):
+        result["_failed"] = True
+    return report, result
+
+
+def main() -> int:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=500, help="articles (default 500)")
+    p.add_argument("--latency", type=float, default=1.0, help="LLM seconds per call (1.0)")
+    p.add_argument("--max-concurrency", type=int, default=32, help="LLM server limit C (32)")
+    p.add_argument("--llm-threads", type=int, default=None, help="llm worker threads (C)")
+    p.add_argument("--as-of", default=None, help="end of the window, ISO 8601 (default now)")
+    args = p.parse_args()
+    return run_benchmark("pipeline", lambda s: body(s, args), keep=args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

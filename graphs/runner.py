@@ -1,0 +1,114 @@
+"""Runs the daily graph durably: one run per feed list at a time, checkpointed, resumable.
+
+Shared by `python -m graphs.run_daily` and Beat's orchestrate task. It takes the feed list's
+lease (a second run of the same list refuses to start), finds an unfinished run of the same
+window and list to resume (or resumes the one named), runs the daily graph with the PostgreSQL
+checkpointer on the run's id as thread, streams progress, and marks the run finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from core.errors import AMLError, RunBusy
+from core.settings import get_settings
+from tasks.feedlist import read_feed_list
+from vectorstore import connection, get_db, runs
+from vectorstore.checkpoints import RunLease, open_checkpointer
+
+from .daily import builder, feeds_key
+
+log = logging.getLogger(__name__)
+
+STAGES = (("collect", "collect"), ("articles", "process_article"), ("trends", "trends"),
+          ("publish", "publish"))  # fmt: skip
+
+
+class RunResult:
+    """What a finished run returns: its id, final state, seconds per stage, and if resumed."""
+
+    def __init__(self, run_id: str, final: dict, timings: dict[str, float], resumed: bool):
+        self.run_id = run_id
+        self.final = final
+        self.timings = timings
+        self.resumed = resumed
+
+
+def _resolve_run_id(inputs: dict, resume: str | None, key: str) -> tuple[str, bool]:
+    with connection() as conn:
+        if resume:
+            run = runs.get_run(conn, resume)
+            if run is None:
+                raise AMLError(f"--resume: no run with id {resume!r}")
+            if run["status"] == "finished":
+                raise AMLError(f"--resume: run {resume} already finished")
+            return resume, True
+        found = runs.unfinished_run(conn, datetime.fromisoformat(inputs["as_of"]), key)
+    return (found, True) if found else (inputs["run_id"], False)
+
+
+async def execute(
+    inputs: dict,
+    context: Any,
+    *,
+    resume: str | None = None,
+    on_event: Callable[[str, dict], None] | None = None,
+) -> RunResult:
+    """Run (or resume) the daily graph for `inputs`; raises RunBusy if the list is leased."""
+    db = get_db(get_settings())
+    key = feeds_key(read_feed_list(inputs["feeds_file"]))
+    lease = RunLease(db.url, key)
+    if not lease.try_acquire():
+        raise RunBusy(
+            "another run is already working on this feed list; not starting a second "
+            "(it releases the list when it ends or its process dies)"
+        )
+    try:
+        run_id, resumed = _resolve_run_id(inputs, resume, key)
+        async with open_checkpointer(db.url) as saver:
+            graph = builder.compile(checkpointer=saver, name="daily")
+            config = {"configurable": {"thread_id": run_id}, "max_concurrency": 2000}
+            snapshot = await graph.aget_state(config)
+            if resumed and snapshot.next:
+                log.info("resuming run %s at %s", run_id, ", ".join(snapshot.next))
+                stream_input: dict | None = None
+            else:
+                stream_input = {**inputs, "run_id": run_id}
+            final, timings = await _stream(graph, stream_input, config, context, on_event)
+            final = {**(await graph.aget_state(config)).values, **final}
+        with connection() as conn:
+            runs.finish_run(conn, run_id, status="finished", report={"timings": timings})
+        return RunResult(run_id, final, timings, resumed)
+    finally:
+        lease.release()
+
+
+async def _stream(
+    graph: Any,
+    stream_input: dict | None,
+    config: dict,
+    context: Any,
+    on_event: Callable[[str, dict], None] | None,
+) -> tuple[dict, dict[str, float]]:
+    marks: dict[str, float] = {"start": time.monotonic()}
+    final: dict = {}
+    async for update in graph.astream(stream_input, config, context=context, stream_mode="updates"):
+        for node, values in update.items():
+            marks[node] = time.monotonic()
+            if on_event is not None:
+                on_event(node, values or {})
+            for k, v in (values or {}).items():
+                if k != "outcomes":
+                    final[k] = v
+    timings: dict[str, float] = {}
+    prev = marks["start"]
+    for stage, node in STAGES:
+        if node in marks:
+            timings[stage] = marks[node] - prev
+            prev = marks[node]
+    timings["total"] = time.monotonic() - marks["start"]
+    return final, timings
