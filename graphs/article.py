@@ -32,8 +32,8 @@ from tasks.summarize import summarize_article
 from vectorstore import articles as store
 from vectorstore import connection, runs
 
-from .runtime import EmbedBatcher, deadlines_from, ensure_workers, get_dispatcher
-from .state import ArticleState, RunContext
+from graphs.runtime import EmbedBatcher, deadlines_from, ensure_workers, get_dispatcher
+from graphs.state import ArticleState, RunContext
 
 log = logging.getLogger(__name__)
 

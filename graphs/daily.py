@@ -32,16 +32,16 @@ from tasks.store import record_outcome
 from vectorstore import articles as store
 from vectorstore import connection, runs
 
-from .article import graph as article_graph
-from .runtime import deadlines_from, ensure_workers, get_dispatcher
-from .state import ArticleTask, DailyState, RunContext
+from graphs.article import graph as article_graph
+from graphs.runtime import deadlines_from, ensure_workers, get_dispatcher
+from graphs.state import ArticleTask, DailyState, RunContext
 
 log = logging.getLogger(__name__)
 
 
 def feeds_key(sources: list[FeedSource]) -> str:
-    """What identifies a feed list for resuming: its entries, in order."""
-    return "\n".join(s.listed for s in sources)
+    """What identifies a feed list for resuming and leasing: where its entries are, in order."""
+    return "\n".join(s.location for s in sources)
 
 
 def _start_run(state: DailyState, sources: list[FeedSource]) -> list[int]:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from core.settings import get_settings
 from tasks.app import app
 
-from .runner import execute
-from .state import RunContext
+from graphs.runner import execute
+from graphs.state import RunContext
 
 log = logging.getLogger(__name__)
 

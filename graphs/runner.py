@@ -20,7 +20,7 @@ from tasks.feedlist import read_feed_list
 from vectorstore import connection, get_db, runs
 from vectorstore.checkpoints import RunLease, open_checkpointer
 
-from .daily import builder, feeds_key
+from graphs.daily import builder, feeds_key
 
 log = logging.getLogger(__name__)
 

@@ -57,10 +57,15 @@ return math.max(1, tonumber(oldest[2]) + 60000 - now)
 class LLMLimiter:
     """Acquire a concurrency slot for a call and a rate token for every HTTP request."""
 
-    def __init__(self, settings: Settings, *, wait_timeout: float = 600.0) -> None:
+    def __init__(
+        self, settings: Settings, *, wait_timeout: float = 600.0, slot_ttl: float | None = None
+    ) -> None:
         self.max_concurrency = max(1, settings.llm_max_concurrency)
         self.rpm = max(0, settings.llm_requests_per_minute)
-        self.slot_ttl = settings.llm_timeout_seconds * (settings.llm_max_retries + 1) + 30
+        # A slot outlives the longest call (timeout x attempts) plus a margin, then expires.
+        self.slot_ttl = (
+            slot_ttl or settings.llm_timeout_seconds * (settings.llm_max_retries + 1) + 30
+        )
         self.wait_timeout = wait_timeout
         url = settings.effective_redis_url
         self._redis = None

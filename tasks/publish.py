@@ -193,7 +193,7 @@ async def post_json(
         for attempt in range(1, attempts + 1):
             retry_after = None
             try:
-                resp = await client.post(url, json=payload)
+                resp = await asyncio.wait_for(client.post(url, json=payload), timeout * 1.5)
                 status = resp.status_code
                 if 200 <= status < 300:
                     return {"status": "sent", "attempts": attempt, "http_status": status}
@@ -202,6 +202,8 @@ async def post_json(
                     return {"status": "failed", "attempts": attempt, "http_status": status,
                             "error": error}  # fmt: skip
                 retry_after = resp.headers.get("retry-after")
+            except TimeoutError:  # a server that trickles its answer: the whole call's deadline
+                status, error = None, f"no complete answer within {timeout * 1.5:.0f}s"
             except httpx.HTTPError as exc:
                 status, error = None, f"{type(exc).__name__}: {exc}".split(" for url")[0]
             if attempt < attempts:
@@ -246,7 +248,12 @@ async def deliver_webhook(
     ):
         outcome = {"status": "unchanged", "attempts": 0}
     else:
-        outcome = await post_json(url, payload, attempts=attempts, timeout=timeout, backoff=backoff)
+        try:
+            outcome = await post_json(
+                url, payload, attempts=attempts, timeout=timeout, backoff=backoff
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. a malformed URL: reported, never raised
+            outcome = {"status": "failed", "attempts": 1, "error": type(exc).__name__}
     outcome.update(payload_sha256=digest_hash, at=_iso(datetime.now(UTC)))
     if outcome["status"] == "failed":
         log.warning("digest webhook failed after %s attempts: %s", outcome["attempts"],

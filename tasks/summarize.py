@@ -15,14 +15,13 @@ import re
 from typing import Literal
 
 import numpy as np
-from openai import APIConnectionError, APITimeoutError
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 import prompts
 from core.errors import TransientError
 from core.settings import get_settings
+from vectorstore import DatabaseUnavailable, connection
 from vectorstore import articles as store
-from vectorstore import connection
 
 from .app import app
 from .providers import Embedder, get_chat_model, get_embedder, invoke_limited
@@ -151,7 +150,9 @@ def llm_summary(title: str, body: str, max_words: int = 60) -> tuple[ArticleSumm
 
 @app.task(
     bind=True,
-    autoretry_for=(TransientError, APITimeoutError, APIConnectionError),
+    # The client already retries timeouts, connection errors, 429 and 5xx (honouring
+    # Retry-After); Celery retries only what it does not: our own transient errors.
+    autoretry_for=(TransientError, DatabaseUnavailable),
     retry_backoff=2,
     retry_backoff_max=60,
     retry_jitter=True,

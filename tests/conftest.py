@@ -90,6 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "OPENAI_BASE_URL": llm.base_url,
             "LLM_MODEL": "test-model",
             "LLM_MAX_RETRIES": "1",
+            "LLM_TIMEOUT_SECONDS": "3",
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }

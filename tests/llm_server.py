@@ -655,6 +655,7 @@ class _Handler(BaseHTTPRequestHandler):
             message = "Too many concurrent requests."
             self._send_error(429, message, "rate_limit_exceeded", retry_after=1)
             return
+        released = False
         try:
             fault = llm._next_fault()
             if fault is not None and fault.kind == "fail":
@@ -671,6 +672,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             variant = fault.variant if fault is not None else 0
             content, tool_call = chat_answer(body, llm.responder, variant)
+            # The answer is decided: stop counting it as in flight before the client can see
+            # it, so a client that sends its next request on receipt is never double-counted.
+            llm._release()
+            released = True
             if body.get("stream"):
                 chunks = completion_chunks(body, content, tool_call)
                 events = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks)
@@ -678,7 +683,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_json(200, completion(body, content, tool_call))
         finally:
-            llm._release()
+            if not released:
+                llm._release()
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         inputs = body.get("input")

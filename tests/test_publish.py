@@ -16,8 +16,8 @@ import shutil
 import subprocess
 import threading
 import xml.etree.ElementTree as ET
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import escape

@@ -12,14 +12,12 @@ from graphs.state import RunContext
 from tasks.analyze import (
     TrendParams,
     analyze_window,
-    anchor_terms,
-    average_link,
     expected_sources,
     is_trending,
     poisson_surprise,
-    story_id,
     trend_score,
 )
+from tasks.stories import anchor_terms, average_link, story_id
 
 WINDOW_START = datetime(2026, 11, 19, 7, tzinfo=UTC)
 PARAMS = TrendParams()
@@ -30,7 +28,7 @@ NEWS = {  # what articles on each topic say: as in real news, they share names a
     "quake": "A quake of magnitude 5.8 shook Marrowfield, said seismologist Ada Lindqvist.",
     "wrap": "Stocks rose as the Calder Composite gained on Tidewater's daily close.",
     "bakery": "The Rye Hollow bakery in Lindenport baked 800 loaves, owner Tove Mars said.",
-    "fair": "The Greenfield County fair in Oakhurst drew 12,000 visitors, organiser Lise Brun said.",
+    "fair": "The Greenfield County fair in Oakhurst drew 12,000 people, said organiser Lise Brun.",
     "bridge": "Mayor Ines Okafor closed the Halvorsen Bridge after a 2.4-metre crack was found.",
 }
 

@@ -1,0 +1,140 @@
+"""Embed benchmark: articles per second through the pipeline's embed stage vs the raw model.
+
+Pipeline side: N stored articles (generated, 60-200 words, default 512) are submitted at once,
+one `submit` per article as the article graph's embed node does, to the Dispatcher's
+EmbedBatcher (EMBED_BATCH_SIZE, default 32) in this process; it dispatches `embed_batch` tasks
+to a real worker on the embed queue (prefork, 1 child, as the fleet runs it: the child loads
+MiniLM once), which re-reads the articles, embeds them, and stores the vectors in PostgreSQL
+(HNSW index maintained). The clock runs from the first submit to the last article's result.
+Raw side: the same texts (`tasks.embed.embedding_text`) through `get_embedder().embed_batch`
+in this process, batch size as configured: no queue, no database.
+Both sides are warmed first (model loaded, 64 texts of varied length embedded), then rounds
+alternate raw and pipeline (vectors deleted between pipeline rounds); the best round of each
+makes the ratio, so a burst of load from elsewhere on a shared machine does not decide it.
+ratio = pipeline throughput / raw throughput (target >= 0.7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._harness import (
+    Services,
+    Worker,
+    article_text,
+    insert_articles,
+    make_articles,
+    parser,
+    run_benchmark,
+    table,
+)
+
+
+def raw_round(texts: list[str]) -> float:
+    from tasks.providers import get_embedder
+
+    t0 = time.perf_counter()
+    vectors = get_embedder().embed_batch(texts)
+    dt = time.perf_counter() - t0
+    assert vectors.shape[0] == len(texts)
+    return dt
+
+
+async def _pipeline(ids: list[int]) -> float:
+    from graphs.runtime import Deadlines, get_dispatcher
+    from tasks.embed import embed_batch
+    from core.settings import get_settings
+
+    disp = get_dispatcher()
+    batcher = disp.batcher(
+        "bench-embed", lambda batch: embed_batch.s(batch), get_settings().embed_batch_size,
+        Deadlines(),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    await asyncio.gather(*(batcher.submit(i) for i in ids))
+    return time.perf_counter() - t0
+
+
+def pipeline_round(ids: list[int]) -> float:
+    from vectorstore import connection
+
+    with connection() as conn:
+        conn.execute("DELETE FROM embeddings")
+    dt = asyncio.run(_pipeline(ids))
+    with connection() as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM embeddings WHERE article_id = ANY(%s)", (ids,)
+        ).fetchone()[0]
+    if stored != len(ids):
+        raise RuntimeError(f"pipeline stored {stored} vectors for {len(ids)} articles")
+    return dt
+
+
+def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
+    from datetime import UTC, datetime
+
+    s.start_redis()
+    s.start_postgres()
+    s.export()
+    s.start_workers([Worker("embed", "embed", "prefork", 1)])
+    from core.settings import get_settings
+    from tasks.embed import embed_batch, embedding_text
+    from tasks.providers import get_embedder
+    from vectorstore import get_db
+
+    get_db()
+    now = datetime.now(UTC)
+    items = make_articles(args.n, as_of=now, seed=21)
+    ids = insert_articles(items)
+    texts = [embedding_text(it["title"], article_text(it)) for it in items]
+    warm_ids = insert_articles(make_articles(64, as_of=now, seed=22), feed_url="bench://warm")
+    warm_texts = [
+        embedding_text(it["title"], article_text(it)) for it in make_articles(64, as_of=now, seed=22)
+    ]
+    get_embedder().embed_batch(warm_texts)
+    embed_batch.delay(warm_ids).get(timeout=300)
+
+    raw: list[float] = []
+    pipe: list[float] = []
+    for r in range(args.rounds):
+        raw.append(raw_round(texts))
+        pipe.append(pipeline_round(ids))
+        print(f"round {r + 1}: raw {raw[-1]:.1f}s, pipeline {pipe[-1]:.1f}s", file=sys.stderr)
+    n = len(ids)
+    raw_tput, pipe_tput = n / min(raw), n / min(pipe)
+    ratio = pipe_tput / raw_tput
+    batch = get_settings().embed_batch_size
+    rows = [
+        ("raw batched model (this process)", min(raw), raw_tput,
+         " ".join(f"{x:.1f}" for x in raw)),
+        (f"pipeline: EmbedBatcher -> embed_batch x{-(-n // batch)} -> worker", min(pipe),
+         pipe_tput, " ".join(f"{x:.1f}" for x in pipe)),
+    ]  # fmt: skip
+    report = "\n".join(
+        [
+            f"Embed benchmark: {n} articles, batch {batch}, embed worker prefork -c 1, "
+            f"best of {args.rounds} rounds",
+            table(rows, ("side", "seconds", "articles/s", "rounds (s)")),
+            "",
+            f"ratio {ratio:.2f} (target >= 0.7)",
+        ]
+    )
+    return report, {"bench": "embed", "ratio": round(ratio, 3)}
+
+
+def main() -> int:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=512, help="articles (512)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds (2)")
+    args = p.parse_args()
+    return run_benchmark("embed", lambda s: body(s, args), keep=args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
