@@ -304,6 +304,7 @@ _DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
 _MONTHS = "January February March April May June July August September October".split()
 
 # Per topic: organisation suffixes, things, actions, outcomes, concerns, metrics, roles, events.
+# fmt: off
 _TOPICS: dict[str, dict[str, list[str]]] = {
     "technology": {
         "org": ["Systems", "Labs", "Semiconductor", "Software", "Networks", "Robotics", "Cloud"],
@@ -448,11 +449,12 @@ _TOPICS: dict[str, dict[str, list[str]]] = {
     },
 }
 
+# fmt: on
 _SENTENCES = [
     "{org} said on {day} that it would {action} the {thing} in {place}, a move it expects to "
     "{outcome}.",
     "The {thing} is expected to {outcome} by {year}, according to {person}, {role} at {org}.",
-    "{person}, {role} at {org}, said the decision to {action} the {thing} was \"long overdue\".",
+    '{person}, {role} at {org}, said the decision to {action} the {thing} was "long overdue".',
     "Figures from {org2} put the {metric} at {money}, up {pct} percent from a year earlier.",
     "Critics including {person2} argued that {concern}.",
     "The announcement follows {event} in {place2} last {month}.",
@@ -464,7 +466,7 @@ _SENTENCES = [
     "A final decision on the {thing} is due in {month}, {person2} told reporters in {place2}.",
     "Talks between {org} and {org2} are continuing, with a deadline set for {day}.",
     "Earlier this year {org2} tried to {action} a similar {thing} but abandoned the plan.",
-    "{person} said the team had learned from {event} and was \"ready for what comes next\".",
+    '{person} said the team had learned from {event} and was "ready for what comes next".',
 ]
 _TITLES = [
     "{org} to {action} {thing} in {place}",

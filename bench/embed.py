@@ -47,9 +47,9 @@ def raw_round(texts: list[str]) -> float:
 
 
 async def _pipeline(ids: list[int]) -> float:
+    from core.settings import get_settings
     from graphs.runtime import Deadlines, get_dispatcher
     from tasks.embed import embed_batch
-    from core.settings import get_settings
 
     disp = get_dispatcher()
     batcher = disp.batcher(
@@ -93,10 +93,9 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
     items = make_articles(args.n, as_of=now, seed=21)
     ids = insert_articles(items)
     texts = [embedding_text(it["title"], article_text(it)) for it in items]
-    warm_ids = insert_articles(make_articles(64, as_of=now, seed=22), feed_url="bench://warm")
-    warm_texts = [
-        embedding_text(it["title"], article_text(it)) for it in make_articles(64, as_of=now, seed=22)
-    ]
+    warm = make_articles(64, as_of=now, seed=22)
+    warm_ids = insert_articles(warm, feed_url="bench://warm")
+    warm_texts = [embedding_text(it["title"], article_text(it)) for it in warm]
     get_embedder().embed_batch(warm_texts)
     embed_batch.delay(warm_ids).get(timeout=300)
 

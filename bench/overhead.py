@@ -183,8 +183,9 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
         [
             f"Overhead benchmark: {k} articles in flight, worker pool {args.pool} "
             f"-c {args.concurrency}, median of {args.rounds} rounds",
-            table(rows, ("variant", "tasks/article", "seconds", "ms/article", "x chain",
-                         "rounds")),  # fmt: skip
+            table(
+                rows, ("variant", "tasks/article", "seconds", "ms/article", "x chain", "rounds")
+            ),  # fmt: skip
             "",
             f"ratio {ratio:.2f} (target <= 1.5); graph costs "
             f"{1000 * (med['graph'] - med['chain']) / k:.1f} ms per article more than the chain "

@@ -110,9 +110,11 @@ def warm_fleet(as_of: datetime) -> None:
     from tasks.store import store_outcome
     from tasks.summarize import summarize_article
 
-    item = make_articles(1, as_of=as_of - timedelta(days=30), seed=999)[0]
-    (aid,) = insert_articles([item], feed_url="bench://warm-up")
-    embed_batch.delay([aid]).get(timeout=300)
+    items = make_articles(64, as_of=as_of - timedelta(days=30), seed=999)
+    ids = insert_articles(items, feed_url="bench://warm-up")
+    for i in range(0, len(ids), 32):  # varied lengths, as the raw embedder's warm-up
+        embed_batch.delay(ids[i : i + 32]).get(timeout=300)
+    aid = ids[0]
     summarize_article.delay(aid, "llm", 60).get(timeout=120)
     store_outcome.delay("warm-up", aid, "new").get(timeout=60)
     for queue in ("ingest", "analyze", "publish", "llm", "embed"):
@@ -120,33 +122,80 @@ def warm_fleet(as_of: datetime) -> None:
 
 
 def celery_group(n: int) -> float:
-    """Seconds for a raw group of `n` no-op tasks (default queue: analyze) to return."""
+    """Best seconds of 3 raw groups of `n` no-op tasks (default queue: analyze)."""
     from celery import group
 
     from tasks.health import noop
 
     group(noop.s(i) for i in range(50)).apply_async().get(timeout=60, interval=0.005)  # warm
-    t0 = time.perf_counter()
-    res = group(noop.s(i) for i in range(n)).apply_async()
-    values = res.get(timeout=300, interval=0.005)
-    dt = time.perf_counter() - t0
-    assert values == list(range(n))
-    return dt
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        res = group(noop.s(i) for i in range(n)).apply_async()
+        values = res.get(timeout=300, interval=0.005)
+        best = min(best, time.perf_counter() - t0)
+        assert values == list(range(n))
+    return best
 
 
-def embed_raw(entries: list[tuple[str, object]]) -> float:
-    """Seconds for the raw batched embedder on the pipeline's texts (model already loaded)."""
+def embed_raw(entries: list[tuple[str, object]], rounds: int) -> float:
+    """Best seconds of `rounds` passes of the raw batched embedder over the pipeline's texts."""
     from tasks.embed import embedding_text
     from tasks.providers import get_embedder
 
     embedder = get_embedder()
     texts = [embedding_text(e.title, e.text) for _, e in entries]
-    embedder.embed_batch(texts[:32])  # warm
+    embedder.embed_batch(texts[-64:])  # warm: model loaded, varied lengths seen
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        vectors = embedder.embed_batch(texts)
+        best = min(best, time.perf_counter() - t0)
+        assert vectors.shape[0] == len(texts)
+    return best
+
+
+def run_pipeline(
+    s: Services, env: dict, feeds: Path, as_of: datetime, n: int, latency: float
+) -> dict:
+    """One `python -m graphs.run_daily` from an empty database: wall time, checks, LLM trace."""
+    import json
+
+    truncate_all()
+    s.llm.reset()
+    out = s.tmp / "out"
+    cmd = [PY, "-m", "graphs.run_daily", "--feeds", str(feeds), "--out", str(out),
+           "--as-of", as_of.isoformat(), "-q"]  # fmt: skip
+    t0m = time.monotonic()
     t0 = time.perf_counter()
-    vectors = embedder.embed_batch(texts)
-    dt = time.perf_counter() - t0
-    assert vectors.shape[0] == len(texts)
-    return dt
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"run_daily exited {proc.returncode}: {proc.stderr[-3000:]}")
+    arts = json.loads((out / "digest.json").read_text())["articles"]
+    statuses: dict[str, int] = {}
+    for a in arts:
+        statuses[a["status"]] = statuses.get(a["status"], 0) + 1
+    new = [a for a in arts if a["status"] == "new"]
+    chats = [r for r in s.llm.requests if r.path.endswith("/chat/completions")]
+    m = re.search(r"^Time: .*total ([\d.]+)s", proc.stdout, re.MULTILINE)
+    print(f"run_daily: {wall:.1f}s, {statuses}", file=sys.stderr)
+    return {
+        "wall": wall,
+        "graph_total": float(m.group(1)) if m else None,
+        "statuses": statuses,
+        "peak": s.llm.peak_concurrency,
+        "rejected": s.llm.rejected,
+        "first_chat": min((r.received_at for r in chats), default=t0m) - t0m,
+        "last_chat": max((r.received_at for r in chats), default=t0m) - t0m,
+        "checks": {
+            f"articles in digest == {n}": len(arts) == n,
+            f"all {n} new": len(new) == n,
+            "summary_source llm for every new article": bool(new)
+            and all(a["summary_source"] == "llm" for a in new),
+            f"LLM server got {n} chat requests": len(chats) == n,
+        },
+    }
 
 
 def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
@@ -158,7 +207,7 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
     )
     s.start_redis()
     s.start_postgres()
-    llm = s.start_llm(latency=latency, max_concurrency=conc)
+    s.start_llm(latency=latency, max_concurrency=conc)
     env = s.export(LLM_MAX_CONCURRENCY=str(conc), LLM_MAX_RETRIES="2")
     feeds = write_feeds(s.tmp / "feeds", make_articles(n, as_of=as_of), per_feed=50)
     t_start = time.monotonic()
@@ -176,7 +225,7 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
     assert len(entries) == n, f"generated {n} articles, parsed {len(entries)}"
     print(f"fleet up in {time.monotonic() - t_start:.1f}s; parsed {n} articles", file=sys.stderr)
 
-    embed_bound = embed_raw(entries)
+    embed_bound = embed_raw(entries, args.repeats)
     warm_fleet(as_of)
     celery_bound = celery_group(n)
     truncate_all()
@@ -188,53 +237,27 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
     seq_sample = sequential(sample)
     sequential_s = parse_s + seq_sample * n / len(sample)
     print(f"sequential: {seq_sample:.1f}s for {len(sample)}", file=sys.stderr)
-    truncate_all()
-    llm.reset()
 
-    # (b) the pipeline
-    out = s.tmp / "out"
-    cmd = [PY, "-m", "graphs.run_daily", "--feeds", str(feeds), "--out", str(out),
-           "--as-of", as_of.isoformat(), "-q"]  # fmt: skip
-    t0m = time.monotonic()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    pipeline_s = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"run_daily exited {proc.returncode}: {proc.stderr[-3000:]}")
-
-    import json
-
-    digest = json.loads((out / "digest.json").read_text())
-    arts = digest["articles"]
-    statuses: dict[str, int] = {}
-    for a in arts:
-        statuses[a["status"]] = statuses.get(a["status"], 0) + 1
-    new = [a for a in arts if a["status"] == "new"]
-    llm_sources = sum(a["summary_source"] == "llm" for a in new)
-    chats = [r for r in llm.requests if r.path.endswith("/chat/completions")]
-    timing = re.search(r"^Time: (.*)$", proc.stdout, re.MULTILINE)
-    graph_total = None
-    if timing:
-        m = re.search(r"total ([\d.]+)s", timing.group(1))
-        graph_total = float(m.group(1)) if m else None
-    first_chat = min((r.received_at for r in chats), default=t0m) - t0m
-    last_chat = max((r.received_at for r in chats), default=t0m) - t0m
-
+    # (b) the pipeline, `repeats` times from an empty database; the best run counts
+    runs = [run_pipeline(s, env, feeds, as_of, n, latency) for _ in range(args.repeats)]
+    best = min(runs, key=lambda r: r["wall"])
+    pipeline_s = best["wall"]
     llm_bound = n * latency / conc
     bound = max(llm_bound, embed_bound, celery_bound)
-    checks = {
-        f"articles in digest == {n}": len(arts) == n,
-        f"all {n} new": len(new) == n,
-        "summary_source llm for every new article": llm_sources == len(new) and bool(new),
-        f"LLM server got {n} chat requests": len(chats) == n,
-    }
+    checks = {}
+    for r in runs:
+        for k, v in r["checks"].items():
+            checks[k] = checks.get(k, True) and v
     rows = [
         ("sequential (a), scaled", sequential_s,
          f"{seq_sample:.1f}s for {len(sample)} + parse {parse_s:.2f}s, x{n / len(sample):.0f}"),
         ("pipeline (b), run_daily wall", pipeline_s,
-         f"graph total {graph_total}s (rest: interpreter start-up, imports, DB open)"),
-        ("  LLM requests span", last_chat + latency - first_chat,
-         f"first at +{first_chat:.1f}s, last answered at +{last_chat + latency:.1f}s"),
+         "best of " + ", ".join(f"{r['wall']:.1f}s" for r in runs)),
+        ("  graph total (its report)", best["graph_total"],
+         "the rest is interpreter start-up, imports, DB open, lease"),
+        ("  LLM requests span", best["last_chat"] + latency - best["first_chat"],
+         f"first at +{best['first_chat']:.1f}s, last answered at "
+         f"+{best['last_chat'] + latency:.1f}s"),
         ("llm bound N*L/C", llm_bound, f"{n} x {latency}s / {conc}"),
         ("embed bound (raw batched)", embed_bound, f"{n / embed_bound:.0f} texts/s"),
         ("celery bound (group of no-ops)", celery_bound, f"{n / celery_bound:.0f} tasks/s"),
@@ -248,8 +271,8 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
             "",
             f"speedup {sequential_s / pipeline_s:.1f}x; efficiency {bound / pipeline_s:.2f} "
             "(target >= 0.8)",
-            f"digest statuses {statuses}; LLM peak concurrency {llm.peak_concurrency}, "
-            f"429s {llm.rejected}",
+            f"digest statuses {best['statuses']}; LLM peak concurrency {best['peak']}, "
+            f"429s {best['rejected']}",
             "checks: " + "; ".join(f"{k}: {'ok' if v else 'FAILED'}" for k, v in checks.items()),
         ]
     )
@@ -277,6 +300,7 @@ def main() -> int:
     p.add_argument("--max-concurrency", type=int, default=32, help="LLM server limit C (32)")
     p.add_argument("--llm-threads", type=int, default=None, help="llm worker threads (C)")
     p.add_argument("--as-of", default=None, help="end of the window, ISO 8601 (default now)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of (b) and raw embed passes (2)")
     args = p.parse_args()
     return run_benchmark("pipeline", lambda s: body(s, args), keep=args.keep)
 

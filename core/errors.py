@@ -19,13 +19,20 @@ class ConfigError(AMLError):
 class TransientError(AMLError):
     """Worth retrying later; `retry_after` (seconds) when the remote said so."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, http_status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.http_status = http_status
 
 
 class PermanentError(AMLError):
     """Retrying will not help; recorded where the user will see it."""
+
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 class FeedRefused(PermanentError):

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     llm_max_concurrency: int = Field(32, description="LLM calls in flight across the fleet")
     llm_requests_per_minute: int = Field(0, description="Fleet-wide request rate; 0: no cap")
     embed_batch_size: int = Field(32, description="Texts per embedding batch")
-    ingest_interval_minutes: int = Field(15, description="Beat: feed ingestion period")
+    ingest_interval_minutes: float = Field(15.0, description="Beat: feed ingestion period")
     digest_at: str = Field("07:00", description="Beat: daily digest time, HH:MM UTC")
     digest_webhook_url: str | None = Field(None, description="Slack-compatible webhook")
     feeds_file: Path = Field(

@@ -25,15 +25,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from core.settings import get_settings
+from graphs.runtime import EmbedBatcher, deadlines_from, ensure_workers, get_dispatcher
+from graphs.state import ArticleState, RunContext
 from tasks.classify import classify_article
 from tasks.embed import embed_batch
 from tasks.store import store_outcome
 from tasks.summarize import summarize_article
 from vectorstore import articles as store
 from vectorstore import connection, runs
-
-from graphs.runtime import EmbedBatcher, deadlines_from, ensure_workers, get_dispatcher
-from graphs.state import ArticleState, RunContext
 
 log = logging.getLogger(__name__)
 

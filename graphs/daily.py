@@ -24,6 +24,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from core.settings import get_settings
+from graphs.article import graph as article_graph
+from graphs.runtime import deadlines_from, ensure_workers, get_dispatcher
+from graphs.state import ArticleTask, DailyState, RunContext
 from tasks.analyze import TrendParams, build_stories, label_story
 from tasks.feedlist import FeedSource, read_feed_list
 from tasks.ingest import fetch_feed, ingest_source
@@ -31,10 +34,6 @@ from tasks.publish import deliver_webhook, publish_digest
 from tasks.store import record_outcome
 from vectorstore import articles as store
 from vectorstore import connection, runs
-
-from graphs.article import graph as article_graph
-from graphs.runtime import deadlines_from, ensure_workers, get_dispatcher
-from graphs.state import ArticleTask, DailyState, RunContext
 
 log = logging.getLogger(__name__)
 

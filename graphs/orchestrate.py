@@ -14,10 +14,9 @@ import uuid
 from datetime import UTC, datetime
 
 from core.settings import get_settings
-from tasks.app import app
-
 from graphs.runner import execute
 from graphs.state import RunContext
+from tasks.app import app
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,8 @@ def format_report(
     for f in feeds:
         if f["status"] in ("failed", "refused"):
             lines.append(f"  ✗ {f['url']}: {f['status']}: {f['error']}")
+        elif f["error"]:
+            lines.append(f"  ! {f['url']}: read with a warning: {f['error']}")
     lines.append(
         f"Articles: {len(articles)} read — "
         + ", ".join(f"{by_status.get(s, 0)} {s.replace('_', '-')}" for s in STATUSES)

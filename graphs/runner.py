@@ -16,11 +16,10 @@ from typing import Any
 
 from core.errors import AMLError, RunBusy
 from core.settings import get_settings
+from graphs.daily import builder, feeds_key
 from tasks.feedlist import read_feed_list
 from vectorstore import connection, get_db, runs
 from vectorstore.checkpoints import RunLease, open_checkpointer
-
-from graphs.daily import builder, feeds_key
 
 log = logging.getLogger(__name__)
 

@@ -260,17 +260,23 @@ def _outcome(
     if status in _REDIRECTS:
         location = response.headers.get("Location")
         if not location:
-            raise PermanentError(f"{target.url} answered {status} without a Location header")
+            raise PermanentError(
+                f"{target.url} answered {status} without a Location header", http_status=status
+            )
         return str(target.url.join(location))
     if status in (429, 503):
         retry_after = _retry_after(response.headers.get("Retry-After"))
-        raise TransientError(f"{target.url} answered {status}; try again later", retry_after)
+        raise TransientError(
+            f"{target.url} answered {status}; try again later", retry_after, http_status=status
+        )
     if status >= 500:
-        raise TransientError(f"{target.url} answered {status} (server error)")
+        raise TransientError(f"{target.url} answered {status} (server error)", http_status=status)
     if status >= 400:
-        raise PermanentError(f"{target.url} answered {status}; check the feed URL")
+        raise PermanentError(f"{target.url} answered {status}; check the feed URL", status)
     if status != 304 and not 200 <= status < 300:
-        raise PermanentError(f"{target.url} answered {status}, which a feed fetch cannot use")
+        raise PermanentError(
+            f"{target.url} answered {status}, which a feed fetch cannot use", http_status=status
+        )
 
     content = None if status == 304 else _read_body(response, cap, deadline, target.url)
     return FetchResult(

@@ -15,8 +15,8 @@ from typing import Any
 
 from core.errors import FeedRefused, PermanentError, TransientError
 from core.settings import get_settings
+from vectorstore import DatabaseUnavailable, connection, get_db
 from vectorstore import articles as store
-from vectorstore import connection
 
 from .app import app
 from .feedlist import FeedSource, read_feed_list
@@ -58,7 +58,33 @@ def store_document(feed_id: int, content: bytes, feed_url: str) -> dict[str, Any
 
 
 def ingest_source(feed_id: int, source: FeedSource) -> dict[str, Any]:
-    """Read and store one feed. Raises TransientError for a retry; records everything else."""
+    """Read and store one feed, once at a time fleet-wide.
+
+    When another ingestion of the same feed is already running (Beat's and a daily run's, or
+    two workers'), this one waits for it and reports its result instead of fetching again.
+    Raises TransientError for a retry; records everything else.
+    """
+    settings = get_settings()
+    lease = store.FeedLease(get_db().url, feed_id)
+    try:
+        if not lease.acquire(wait_seconds=settings.feed_timeout_seconds * 3 + 30):
+            with connection() as conn:
+                feed = store.get_feed(conn, feed_id)
+            status = feed["last_status"] or "failed"
+            return {
+                "status": status,
+                "article_ids": list(feed["last_article_ids"]) if status == "ok" else [],
+                "error": feed["last_error"] if status in ("failed", "refused") else None,
+                "shared": True,
+            }
+        return _ingest(feed_id, source)
+    except DatabaseUnavailable as exc:
+        raise TransientError(f"feed {source.listed}: database busy or unreachable: {exc}") from exc
+    finally:
+        lease.release()
+
+
+def _ingest(feed_id: int, source: FeedSource) -> dict[str, Any]:
     with connection() as conn:
         feed = store.get_feed(conn, feed_id)
     http_status = None
@@ -72,7 +98,9 @@ def ingest_source(feed_id: int, source: FeedSource) -> dict[str, Any]:
             http_status = fetched.http_status
             if fetched.status == "not_modified":
                 with connection() as conn:
-                    store.record_feed_fetch(conn, feed_id, status="not_modified", http_status=304)
+                    store.record_feed_fetch(
+                        conn, feed_id, status="not_modified", http_status=304, article_ids=[]
+                    )
                 return {"status": "not_modified", "article_ids": [], "error": None}
             content, etag, last_modified = (
                 fetched.content or b"",
@@ -84,7 +112,7 @@ def ingest_source(feed_id: int, source: FeedSource) -> dict[str, Any]:
     except FeedRefused as exc:
         return _record_failure(feed_id, "refused", str(exc), http_status)
     except PermanentError as exc:
-        return _record_failure(feed_id, "failed", str(exc), http_status)
+        return _record_failure(feed_id, "failed", str(exc), exc.http_status or http_status)
     with connection() as conn:
         store.record_feed_fetch(
             conn,
@@ -95,8 +123,10 @@ def ingest_source(feed_id: int, source: FeedSource) -> dict[str, Any]:
             title=result["title"],
             etag=etag,
             last_modified=last_modified,
+            article_ids=result["article_ids"],
         )
-    return {"status": "ok", "error": None, **result}
+    # A malformed ("bozo") feed keeps the entries that parsed; its error is reported with it.
+    return {"status": "ok", **result, "error": result["warning"]}
 
 
 def _record_failure(
@@ -117,7 +147,10 @@ def fetch_feed(self, feed_id: int, listed: str, location: str, is_path: bool = F
     except TransientError as exc:
         if self.request.retries >= MAX_ATTEMPTS - 1:
             return _record_failure(
-                feed_id, "failed", f"{exc} (gave up after {MAX_ATTEMPTS} attempts)", None
+                feed_id,
+                "failed",
+                f"{exc} (gave up after {MAX_ATTEMPTS} attempts)",
+                exc.http_status,
             )
         backoff = min(RETRY_CAP_SECONDS, 2.0 * 3**self.request.retries)
         wait = exc.retry_after if exc.retry_after is not None else backoff

@@ -91,6 +91,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "LLM_MODEL": "test-model",
             "LLM_MAX_RETRIES": "1",
             "LLM_TIMEOUT_SECONDS": "3",
+            # The test feed server listens on 127.0.0.1; 127.0.0.2, ::1 and the rest stay refused.
+            "FEED_ALLOWED_NETWORKS": "127.0.0.1/32",
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }

@@ -89,6 +89,15 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[dict[str, list[s
     release.set()
 
 
+@pytest.fixture(autouse=True)
+def no_allowed_networks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests start from the default: no network is allowed beyond the public ones."""
+    monkeypatch.delenv("FEED_ALLOWED_NETWORKS", raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.delenv("FEED_ALLOWED_NETWORKS", raising=False)

@@ -52,6 +52,7 @@ def record_feed_fetch(
     title: str | None = None,
     etag: str | None = None,
     last_modified: str | None = None,
+    article_ids: Sequence[int] | None = None,
 ) -> None:
     """Feed health after one fetch: failures count up, a success resets them."""
     failed = status in ("failed", "refused")
@@ -64,7 +65,8 @@ def record_feed_fetch(
             title = coalesce(%(title)s, title),
             etag = CASE WHEN %(failed)s THEN etag ELSE coalesce(%(etag)s, etag) END,
             last_modified = CASE WHEN %(failed)s THEN last_modified
-                                 ELSE coalesce(%(lm)s, last_modified) END
+                                 ELSE coalesce(%(lm)s, last_modified) END,
+            last_article_ids = coalesce(%(ids)s, last_article_ids)
         WHERE id = %(id)s
         """,
         {
@@ -75,9 +77,43 @@ def record_feed_fetch(
             "title": title,
             "etag": etag,
             "lm": last_modified,
+            "ids": list(article_ids) if article_ids is not None else None,
             "id": feed_id,
         },
     )
+
+
+class FeedLease:
+    """At most one ingestion of a feed at a time, fleet-wide (a PostgreSQL advisory lock on a
+    connection of its own, released on exit or when the process dies)."""
+
+    _NAMESPACE = 7_201_101
+
+    def __init__(self, url: str, feed_id: int) -> None:
+        self.url = url
+        self.feed_id = feed_id
+        self._conn: psycopg.Connection | None = None
+
+    def acquire(self, wait_seconds: float) -> bool:
+        """True when this caller holds the lease; False if another ingestion held it and has
+        finished while we waited (its result is on the feed row)."""
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        self._conn = conn
+        got = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", (self._NAMESPACE, self.feed_id)
+        ).fetchone()[0]
+        if got:
+            return True
+        conn.execute(f"SET lock_timeout = '{int(wait_seconds * 1000)}ms'")
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (self._NAMESPACE, self.feed_id))
+        return False
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()  # closing the session releases its advisory locks
+            finally:
+                self._conn = None
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE digests ADD COLUMN webhook jsonb;
         """,
     ),
+    (
+        "0003_feed_last_articles",
+        """
+        ALTER TABLE feeds ADD COLUMN last_article_ids bigint[] NOT NULL DEFAULT '{{}}';
+        """,
+    ),
 ]
 
 

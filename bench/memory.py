@@ -1,0 +1,152 @@
+"""Memory benchmark: peak resident memory of `python -m graphs.run_daily` in embedded mode.
+
+Runs the command as a first-time user does: no DATABASE_URL, broker or LLM configured, so it
+starts the embedded PostgreSQL (under a fresh AML_DATA_DIR temp dir) and the in-process Celery
+worker, and summarizes extractively with the offline MiniLM model; feeds are the shipped
+samples (examples/feeds/feeds.txt) with --as-of at their date. Every 50 ms it samples
+  python: RSS of run_daily and all its descendants (psutil), and
+  postgres: the embedded server's processes (the postmaster daemonizes, so it is found by its
+            data directory, not as a child), counted as PSS so the shared buffers that every
+            backend maps are counted once, not once per backend.
+peak_rss_mb is the peak of their sum: the memory the command makes the machine hold. The table
+also shows each part's own peak. The embedded server is stopped afterwards if run_daily left it
+running.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._harness import PY, ROOT, Services, parser, run_benchmark, table
+
+MB = 1024 * 1024
+
+
+def _postgres_procs(data_dir: Path) -> list:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if p.info["name"] == "postgres" and str(data_dir) in " ".join(p.info["cmdline"] or []):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _sample(proc, postmasters: list) -> tuple[int, int]:  # noqa: ANN001
+    import psutil
+
+    py = 0
+    try:
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                py += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    pg = 0
+    for pm in postmasters:
+        try:
+            members = [pm, *pm.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in members:
+            try:
+                pg += p.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+    return py, pg
+
+
+def _stop_leftover(data_dir: Path) -> bool:
+    """Stop the embedded server if run_daily left it running; True when one was stopped."""
+    if not _postgres_procs(data_dir):
+        return False
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "stop"], pgdata=data_dir, user="pgserver")
+    return True
+
+
+def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
+    import psutil
+
+    env = s.export()  # no services: every part embedded; AML_DATA_DIR in the temp dir
+    data_dir = (Path(env["AML_DATA_DIR"]) / "pg").resolve()
+    out = s.tmp / "out"
+    feeds = ROOT / "examples" / "feeds" / "feeds.txt"
+    cmd = [PY, "-m", "graphs.run_daily", "--feeds", str(feeds), "--out", str(out),
+           "--as-of", args.as_of, "-q"]  # fmt: skip
+    log = (s.tmp / "run_daily.log").open("w+")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    ps = psutil.Process(proc.pid)
+    peak = peak_py = peak_pg = 0
+    postmasters: list = []
+    next_scan = 0.0
+    samples = 0
+    try:
+        while proc.poll() is None:
+            now = time.monotonic()
+            if now >= next_scan:  # the server appears once run_daily starts it
+                postmasters = [
+                    p
+                    for p in _postgres_procs(data_dir)
+                    if p.ppid() not in {q.pid for q in _postgres_procs(data_dir)}
+                ]
+                next_scan = now + 1.0
+            py, pg = _sample(ps, postmasters)
+            samples += 1
+            peak_py, peak_pg, peak = max(peak_py, py), max(peak_pg, pg), max(peak, py + pg)
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        stopped = _stop_leftover(data_dir)
+    wall = time.perf_counter() - t0
+    log.seek(0)
+    output = log.read()
+    log.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"run_daily exited {proc.returncode}: {output[-3000:]}")
+    articles = next((ln for ln in output.splitlines() if ln.startswith("Articles:")), "?")
+    rows = [
+        ("run_daily + descendants (RSS)", peak_py / MB),
+        ("embedded PostgreSQL (PSS)", peak_pg / MB),
+        ("peak of the sum", peak / MB),
+    ]
+    report = "\n".join(
+        [
+            f"Memory benchmark: python -m graphs.run_daily, embedded mode, sample feeds, "
+            f"{wall:.1f}s, {samples} samples",
+            f"  {articles}",
+            table(rows, ("process group", "peak MB")),
+            "",
+            "embedded server left running by run_daily and stopped here"
+            if stopped
+            else "embedded server stopped by run_daily itself",
+        ]
+    )
+    return report, {"bench": "memory", "peak_rss_mb": round(peak / MB, 1)}
+
+
+def main() -> int:
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--as-of", default="2026-11-26T23:59:59Z", help="window end (sample date)")
+    args = p.parse_args()
+    return run_benchmark("memory", lambda s: body(s, args), keep=args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
