@@ -244,6 +244,43 @@ class Services:
     def worker_pids(self) -> dict[str, int]:
         return {label: p.pid for label, p in self._procs if label.startswith("worker")}
 
+    def cpu_groups(self) -> dict[str, float]:
+        """CPU seconds used so far by each process group this object started (workers with
+        their children, Redis, the PostgreSQL server with its backends) and by this process
+        (which hosts the LLM server). Differences of two calls give a run's CPU."""
+        import psutil
+
+        groups: dict[str, float] = {}
+        for label, proc in self._procs:
+            groups[label] = _tree_cpu(proc.pid)
+        if self.pg is not None:
+            try:
+                groups["postgres"] = _tree_cpu(self.pg.get_pid())
+            except Exception:  # noqa: BLE001 - no pid: the server is down, count nothing
+                groups["postgres"] = 0.0
+        me = psutil.Process().cpu_times()
+        groups["this process (LLM server)"] = me.user + me.system
+        return groups
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU of a process, its reaped children and its live descendants."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        t = root.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in root.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
+
 
 def stop_process(proc: subprocess.Popen, label: str = "", timeout: float = 20) -> None:
     """SIGTERM (a Celery worker shuts down warm), then SIGKILL its own process group."""

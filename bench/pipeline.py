@@ -23,6 +23,8 @@ received exactly N chat requests.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -138,46 +140,62 @@ def celery_group(n: int) -> float:
     return best
 
 
-def embed_raw(entries: list[tuple[str, object]], rounds: int) -> float:
-    """Best seconds of `rounds` passes of the raw batched embedder over the pipeline's texts."""
+def embed_raw(entries: list[tuple[str, object]], rounds: int) -> tuple[float, float]:
+    """Best seconds of `rounds` passes of the raw batched embedder over the pipeline's texts,
+    and the CPU seconds that pass used."""
     from tasks.embed import embedding_text
     from tasks.providers import get_embedder
 
     embedder = get_embedder()
     texts = [embedding_text(e.title, e.text) for _, e in entries]
     embedder.embed_batch(texts[-64:])  # warm: model loaded, varied lengths seen
-    best = float("inf")
+    best, best_cpu = float("inf"), 0.0
     for _ in range(rounds):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         vectors = embedder.embed_batch(texts)
-        best = min(best, time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        if dt < best:
+            best, best_cpu = dt, time.process_time() - c0
         assert vectors.shape[0] == len(texts)
-    return best
+    return best, best_cpu
 
 
 def run_pipeline(
     s: Services, env: dict, feeds: Path, as_of: datetime, n: int, latency: float
 ) -> dict:
-    """One `python -m graphs.run_daily` from an empty database: wall time, checks, LLM trace."""
+    """One `python -m graphs.run_daily` from an empty database: wall time, checks, LLM trace,
+    and the CPU seconds each process group used meanwhile."""
     import json
+    import resource
 
     truncate_all()
     s.llm.reset()
     out = s.tmp / "out"
     cmd = [PY, "-m", "graphs.run_daily", "--feeds", str(feeds), "--out", str(out),
            "--as-of", as_of.isoformat(), "-q"]  # fmt: skip
+    cpu0 = s.cpu_groups()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0m = time.monotonic()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - t0
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = s.cpu_groups()
     if proc.returncode != 0:
         raise RuntimeError(f"run_daily exited {proc.returncode}: {proc.stderr[-3000:]}")
+    cpu = {k.removeprefix("worker "): cpu1[k] - cpu0.get(k, 0.0) for k in cpu1}
+    cpu["run_daily (orchestrator)"] = (kids1.ru_utime + kids1.ru_stime) - (
+        kids0.ru_utime + kids0.ru_stime
+    )
     arts = json.loads((out / "digest.json").read_text())["articles"]
     statuses: dict[str, int] = {}
     for a in arts:
         statuses[a["status"]] = statuses.get(a["status"], 0) + 1
     new = [a for a in arts if a["status"] == "new"]
+    marker = (ROOT / "prompts" / "summarize_system.txt").read_text().split("\n")[0][:60]
     chats = [r for r in s.llm.requests if r.path.endswith("/chat/completions")]
+    summaries = [r for r in chats if _system_text(r.body).startswith(marker)]
     m = re.search(r"^Time: .*total ([\d.]+)s", proc.stdout, re.MULTILINE)
     print(f"run_daily: {wall:.1f}s, {statuses}", file=sys.stderr)
     return {
@@ -186,16 +204,27 @@ def run_pipeline(
         "statuses": statuses,
         "peak": s.llm.peak_concurrency,
         "rejected": s.llm.rejected,
-        "first_chat": min((r.received_at for r in chats), default=t0m) - t0m,
-        "last_chat": max((r.received_at for r in chats), default=t0m) - t0m,
+        "summaries": len(summaries),
+        "other_chats": len(chats) - len(summaries),
+        "first_chat": min((r.received_at for r in summaries), default=t0m) - t0m,
+        "last_chat": max((r.received_at for r in summaries), default=t0m) - t0m,
+        "cpu": cpu,
         "checks": {
             f"articles in digest == {n}": len(arts) == n,
             f"all {n} new": len(new) == n,
             "summary_source llm for every new article": bool(new)
             and all(a["summary_source"] == "llm" for a in new),
-            f"LLM server got {n} chat requests": len(chats) == n,
+            f"LLM server got {n} summary requests": len(summaries) == n,
         },
     }
+
+
+def _system_text(body: dict) -> str:
+    for m in body.get("messages") or []:
+        if m.get("role") == "system":
+            c = m.get("content")
+            return c if isinstance(c, str) else json.dumps(c)
+    return ""
 
 
 def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
@@ -209,12 +238,16 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
     s.start_postgres()
     s.start_llm(latency=latency, max_concurrency=conc)
     env = s.export(LLM_MAX_CONCURRENCY=str(conc), LLM_MAX_RETRIES="2")
-    feeds = write_feeds(s.tmp / "feeds", make_articles(n, as_of=as_of), per_feed=50)
+    items = make_articles(n, as_of=as_of)
+    if args.time_ordered:  # diagnostic: list order == publication order (oldest first)
+        items.sort(key=lambda it: it["published"])
+    feeds = write_feeds(s.tmp / "feeds", items, per_feed=50)
+    embed_env = {"OMP_NUM_THREADS": str(args.embed_threads)} if args.embed_threads else None
     t_start = time.monotonic()
     s.start_workers(
         [
             Worker("llm", "llm", "threads", args.llm_threads or conc),
-            Worker("embed", "embed", "prefork", 1),
+            Worker("embed", "embed", "prefork", 1, env=embed_env),
             Worker("ops", "ingest,analyze,publish", "threads", 8),
         ]
     )
@@ -225,7 +258,7 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
     assert len(entries) == n, f"generated {n} articles, parsed {len(entries)}"
     print(f"fleet up in {time.monotonic() - t_start:.1f}s; parsed {n} articles", file=sys.stderr)
 
-    embed_bound = embed_raw(entries, args.repeats)
+    embed_bound, embed_cpu = embed_raw(entries, args.repeats)
     warm_fleet(as_of)
     celery_bound = celery_group(n)
     truncate_all()
@@ -263,15 +296,29 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
         ("celery bound (group of no-ops)", celery_bound, f"{n / celery_bound:.0f} tasks/s"),
         ("bound (max)", bound, ""),
     ]  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
+    cpu_rows = sorted(best["cpu"].items(), key=lambda kv: -kv[1])
+    cpu_total = sum(v for _, v in cpu_rows)
+    cpu_rows.append(("total", cpu_total))
+    cpu_rows.append((f"raw embedder, same {n} texts (for comparison)", embed_cpu))
     report = "\n".join(
         [
             f"Pipeline benchmark: N={n}, L={latency}s, C={conc}, llm worker threads="
-            f"{args.llm_threads or conc}",
+            f"{args.llm_threads or conc}, embed worker prefork -c 1"
+            + (f" OMP_NUM_THREADS={args.embed_threads}" if args.embed_threads else ""),
             table(rows, ("measure", "seconds", "note")),
+            "",
+            f"CPU seconds used during the best run of (b) ({pipeline_s:.1f}s wall x {cores} cores"
+            f" = {pipeline_s * cores:.0f} CPU-s available; busy {cpu_total / pipeline_s:.2f} "
+            "cores):",
+            table([(k, v) for k, v in cpu_rows], ("process group", "CPU-s")),
+            f"CPU-sum bound (all CPU work on {cores} cores, perfect overlap): "
+            f"{cpu_total / cores:.1f}s",
             "",
             f"speedup {sequential_s / pipeline_s:.1f}x; efficiency {bound / pipeline_s:.2f} "
             "(target >= 0.8)",
-            f"digest statuses {best['statuses']}; LLM peak concurrency {best['peak']}, "
+            f"digest statuses {best['statuses']}; LLM: {best['summaries']} summary requests, "
+            f"{best['other_chats']} other (story labels), peak concurrency {best['peak']}, "
             f"429s {best['rejected']}",
             "checks: " + "; ".join(f"{k}: {'ok' if v else 'FAILED'}" for k, v in checks.items()),
         ]
@@ -301,6 +348,17 @@ def main() -> int:
     p.add_argument("--llm-threads", type=int, default=None, help="llm worker threads (C)")
     p.add_argument("--as-of", default=None, help="end of the window, ISO 8601 (default now)")
     p.add_argument("--repeats", type=int, default=2, help="runs of (b) and raw embed passes (2)")
+    p.add_argument(
+        "--time-ordered",
+        action="store_true",
+        help="diagnostic: write the feeds oldest article first, feed by feed",
+    )
+    p.add_argument(
+        "--embed-threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS of the embed worker (default: torch's, one per core)",
+    )
     args = p.parse_args()
     return run_benchmark("pipeline", lambda s: body(s, args), keep=args.keep)
 

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     celery_result_backend: str | None = Field(
         None, description="Result backend; unset: the broker when it is Redis"
     )
+    celery_visibility_timeout: int = Field(
+        1800, description="Seconds before Redis re-delivers an unacknowledged task"
+    )
     redis_url: str | None = Field(
         None, description="Locks, leases and fleet-wide limits; unset: the broker when Redis"
     )

@@ -25,7 +25,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from core.settings import get_settings
-from graphs.runtime import EmbedBatcher, deadlines_from, ensure_workers, get_dispatcher
+from graphs.runtime import (
+    EmbedBatcher,
+    db_call,
+    deadlines_from,
+    ensure_workers,
+    get_dispatcher,
+)
 from graphs.state import ArticleState, RunContext
 from tasks.classify import classify_article
 from tasks.embed import embed_batch
@@ -67,7 +73,7 @@ async def plan(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     """Decide the article's path: recorded already, unchanged, duplicate, too short, or new."""
     ctx = _ctx(runtime)
     await asyncio.to_thread(ensure_workers)
-    p = await asyncio.to_thread(_load_plan, state["article_id"], state["run_id"], ctx.retry_failed)
+    p = await db_call(_load_plan, state["article_id"], state["run_id"], ctx.retry_failed)
     base = {"content_hash": p["content_hash"], "placed_at": p["placed_at"]}
     if p["recorded"]:  # a resumed run: this article's branch already finished
         return {**base, "route": "recorded", "status": p["recorded"]}
@@ -148,7 +154,7 @@ async def near_duplicate(state: ArticleState, runtime: Runtime[RunContext]) -> d
     summarizing the same news again."""
     ctx = _ctx(runtime)
     await _embed_batcher(ctx).settle_before((state.get("placed_at", 0.0), state["article_id"]))
-    original = await asyncio.to_thread(
+    original = await db_call(
         _find_near_duplicate, state["article_id"], ctx.near_duplicate_threshold,
         ctx.near_duplicate_days,
     )  # fmt: skip

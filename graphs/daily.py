@@ -25,7 +25,7 @@ from langgraph.types import Send
 
 from core.settings import get_settings
 from graphs.article import graph as article_graph
-from graphs.runtime import deadlines_from, ensure_workers, get_dispatcher
+from graphs.runtime import db_call, deadlines_from, ensure_workers, get_dispatcher
 from graphs.state import ArticleTask, DailyState, RunContext
 from tasks.analyze import TrendParams, build_stories, label_story
 from tasks.feedlist import FeedSource, read_feed_list
@@ -84,7 +84,7 @@ async def _collect_one(
     except Exception as exc:  # noqa: BLE001 - one bad feed never stops the run
         log.warning("feed %s failed: %s", source.listed, exc)
         res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "article_ids": []}
-    await asyncio.to_thread(_record_feed, run_id, position, source, feed_id, res)
+    await db_call(_record_feed, run_id, position, source, feed_id, res)
     return {
         "url": source.listed,
         "status": res["status"],
@@ -117,7 +117,7 @@ async def collect(state: DailyState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context or RunContext()
     await asyncio.to_thread(ensure_workers)
     sources = await asyncio.to_thread(read_feed_list, state["feeds_file"])
-    feed_ids = await asyncio.to_thread(_start_run, state, sources)
+    feed_ids = await db_call(_start_run, state, sources)
     feeds = await asyncio.gather(
         *(
             _collect_one(state["run_id"], pos, src, fid, ctx)
@@ -131,11 +131,11 @@ async def collect(state: DailyState, runtime: Runtime[RunContext]) -> dict:
             if aid not in seen:
                 seen.add(aid)
                 ids.append(aid)
-    waiting = await asyncio.to_thread(
+    waiting = await db_call(
         _add_waiting, state["run_id"], feed_ids, ctx.retry_failed
     )  # Beat's pending articles, and failed ones on --retry-failed
     ids += [aid for aid in waiting if aid not in seen]
-    ids = await asyncio.to_thread(_limit, state["run_id"], ids, state.get("max_articles"))
+    ids = await db_call(_limit, state["run_id"], ids, state.get("max_articles"))
     return {"feeds": list(feeds), "article_ids": ids}
 
 
@@ -160,7 +160,7 @@ async def process_article(task: ArticleTask, runtime: Runtime[RunContext]) -> di
     except Exception as exc:  # noqa: BLE001 - recorded on the article; the run goes on
         log.exception("article %s crashed", task["article_id"])
         status = "failed"
-        await asyncio.to_thread(
+        await db_call(
             record_outcome, task["run_id"], task["article_id"], "failed",
             error=f"{type(exc).__name__}: {exc}",
         )  # fmt: skip

@@ -277,6 +277,24 @@ def get_dispatcher() -> Dispatcher:
     return disp
 
 
+async def db_call(fn: Any, *args: Any, attempts: int = 8, **kwargs: Any) -> Any:
+    """Run a blocking storage call in a thread, retried while the database is unreachable
+    (a restart mid-run): about 40 s of patience, then the error goes to the caller."""
+    from vectorstore import DatabaseUnavailable
+
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except DatabaseUnavailable as exc:
+            if attempt == attempts:
+                raise
+            log.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(8.0, delay * 2)
+    raise AssertionError("unreachable")
+
+
 def deadlines_from(ctx: Any) -> Deadlines:
     """The await deadlines of a run's context."""
     return Deadlines(

@@ -20,9 +20,14 @@ from core.settings import Settings, get_settings
 QUEUES = ("ingest", "llm", "embed", "analyze", "publish", "orchestrate")
 WORK_QUEUES = QUEUES[:-1]  # what the embedded worker consumes; orchestrate runs graphs
 
-VISIBILITY_TIMEOUT = 1800  # seconds; every time limit and backoff stays below it
-HARD_TIME_LIMIT = 900
-SOFT_TIME_LIMIT = 840
+
+def time_limits(visibility_timeout: int) -> tuple[int, int]:
+    """(soft, hard) task time limits, both well below the visibility timeout, so a task is
+    stopped before Redis would hand a second worker a copy of it."""
+    hard = max(2, visibility_timeout // 2)
+    return max(1, hard - max(1, hard // 15)), hard
+
+
 EMBEDDED_BACKEND = "tasks.embedded:RunMemoryBackend"
 
 ROUTES = {
@@ -54,7 +59,15 @@ def build_config(settings: Settings) -> dict:
             "CELERY_RESULT_BACKEND is required when the broker is not Redis "
             "(set it to a redis:// URL)"
         )
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    visibility = settings.celery_visibility_timeout
+    soft, hard = time_limits(visibility)
+    transport: dict[str, float] = {
+        "visibility_timeout": visibility,
+        # How often workers sweep for tasks whose worker vanished before acknowledging them
+        # (kombu's default is about every 100 s): scaled to the visibility timeout.
+        "unacked_restore_interval": max(1, min(10, visibility // 6)),
+        "unacked_restore_throttle": 1 if visibility < 600 else 10,
+    }
     if broker.startswith("memory"):
         transport["polling_interval"] = 0.005
     interval = settings.ingest_interval_minutes
@@ -70,13 +83,23 @@ def build_config(settings: Settings) -> dict:
         "task_acks_on_failure_or_timeout": True,
         "task_track_started": True,
         "worker_prefetch_multiplier": 1,
-        "task_time_limit": HARD_TIME_LIMIT,
-        "task_soft_time_limit": SOFT_TIME_LIMIT,
+        "task_time_limit": hard,
+        "task_soft_time_limit": soft,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT},
+        "result_backend_transport_options": {"visibility_timeout": visibility},
         "result_expires": 24 * 3600,
         "result_extended": False,
         "broker_connection_retry_on_startup": True,
+        # A broker outage: publishing retries for about 25 s, then fails visibly (the article
+        # is recorded failed with the reason); results are stored with retries too.
+        "task_publish_retry_policy": {
+            "max_retries": 10,
+            "interval_start": 0.5,
+            "interval_step": 1.0,
+            "interval_max": 3.0,
+        },
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 20,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_max_tasks_per_child": 1000,
         "worker_max_memory_per_child": 1_500_000,  # KiB; the embed model alone is ~500 MB
@@ -103,6 +126,7 @@ def build_config(settings: Settings) -> dict:
 
 app = Celery(
     "aml",
+    task_cls="tasks.guard:GuardedTask",
     include=[
         "tasks.ingest",
         "tasks.summarize",

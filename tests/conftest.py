@@ -172,30 +172,35 @@ def start_worker_process(
     env: dict[str, str] | None = None,
     name: str | None = None,
     logfile: Path | None = None,
+    extra_args: list[str] | None = None,
+    control_app=None,  # noqa: ANN001 - a Celery app on the worker's broker (default: ours)
 ) -> subprocess.Popen:
     """A real `celery -A tasks worker` process, ready to consume when this returns."""
     name = name or f"test-{uuid.uuid4().hex[:6]}"
     cmd = [
         sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "--pool", pool,
         "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO", "--without-mingle",
-        "--without-gossip",
+        "--without-gossip", *(extra_args or []),
     ]  # fmt: skip
     out = open(logfile, "ab") if logfile else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
     )
     _workers.add(proc)
-    from tasks.app import app
+    if control_app is None:
+        from tasks.app import app as control_app
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited with {proc.returncode}")
-        replies = app.control.ping(destination=[f"{name}@{socket.gethostname()}"], timeout=0.5)
+        replies = control_app.control.ping(
+            destination=[f"{name}@{socket.gethostname()}"], timeout=0.5
+        )
         if replies:
             return proc
     _stop_process(proc)
-    raise RuntimeError("worker did not become ready within 60 s")
+    raise RuntimeError("worker did not become ready within 120 s")
 
 
 @pytest.fixture(scope="session")

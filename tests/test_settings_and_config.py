@@ -6,7 +6,7 @@ import pytest
 
 import prompts
 from core.settings import Settings, redact_url
-from tasks.app import HARD_TIME_LIMIT, SOFT_TIME_LIMIT, VISIBILITY_TIMEOUT, build_config
+from tasks.app import build_config
 
 
 def test_defaults_need_no_services(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,9 +51,15 @@ def test_celery_is_json_only_acks_late_and_limits_below_visibility_timeout() -> 
     assert conf["accept_content"] == ["json"]
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
     assert conf["worker_prefetch_multiplier"] == 1
-    assert SOFT_TIME_LIMIT < HARD_TIME_LIMIT < VISIBILITY_TIMEOUT
-    assert conf["broker_transport_options"]["visibility_timeout"] == VISIBILITY_TIMEOUT
-    assert conf["result_backend_transport_options"]["visibility_timeout"] == VISIBILITY_TIMEOUT
+    visibility = conf["broker_transport_options"]["visibility_timeout"]
+    assert visibility == 1800
+    assert conf["task_soft_time_limit"] < conf["task_time_limit"] < visibility
+    assert conf["result_backend_transport_options"]["visibility_timeout"] == visibility
+    for vt in (10, 60, 3600):
+        c = build_config(
+            Settings(_env_file=None, celery_broker_url="redis://h", celery_visibility_timeout=vt)
+        )
+        assert c["task_soft_time_limit"] < c["task_time_limit"] < vt
     assert conf["broker_connection_retry_on_startup"] is True
     assert conf["result_expires"] > 0
     assert {q.name for q in conf["task_queues"]} >= {"ingest", "llm", "embed", "analyze", "publish"}

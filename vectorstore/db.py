@@ -71,6 +71,7 @@ class Database:
             max_size=max_size,
             configure=register_vector,
             kwargs={"connect_timeout": 10},
+            check=ConnectionPool.check_connection,  # a restarted server leaves dead connections
             open=True,
             name="aml",
         )
