@@ -34,6 +34,7 @@ from tasks.publish import deliver_webhook, publish_digest
 from tasks.store import record_outcome
 from vectorstore import articles as store
 from vectorstore import connection, runs
+from vectorstore import feeds as feed_store
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def _start_run(state: DailyState, sources: list[FeedSource]) -> list[int]:
             feeds_key=feeds_key(sources),
             modes=settings.modes(),
         )
-        return [store.upsert_feed(conn, s.listed) for s in sources]
+        return [feed_store.upsert_feed(conn, s.listed) for s in sources]
 
 
 def _record_feed(run_id: str, position: int, source: FeedSource, feed_id: int, res: dict) -> None:

@@ -51,8 +51,10 @@ def parse_as_of(value: str | None) -> datetime:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m graphs.run_daily",
-        description="Fetch the feeds, summarize and embed every new article on the Celery "
-        "workers, group stories, and write digest.md and digest.json.",
+        description="Fetch the feeds, summarize and embed every new article on the Celery\n"
+        "workers, group stories and find trends, and write digest.md, digest.html,\n"
+        "digest.xml (Atom) and digest.json. Exit codes: 0 the run ran (even if every feed\n"
+        "failed); 2 it could not run (the reason is printed); 3 another run holds this feed list.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -38,7 +38,7 @@ class RunContext:
     retry_failed: bool = False
     """Process again the articles recorded as failed (otherwise they are left as they are)."""
     out_dir: str = "out"
-    """Where the daily graph writes digest.md and digest.json."""
+    """Where the daily graph writes digest.md, digest.html, digest.xml and digest.json."""
     story_threshold: float = 0.39
     """Average-link similarity (cosine mixed with shared names and figures) that joins two
     groups of the window's articles into one story; lower gives fewer, larger stories."""

@@ -30,6 +30,7 @@ from vectorstore import DatabaseUnavailable, connection, runs
 from vectorstore import articles as store
 
 from .app import app
+from .guard import STORAGE_RETRY
 from .providers import get_chat_model, invoke_limited
 from .stories import (
     align_languages,
@@ -228,13 +229,7 @@ def analyze_window(
     return stories
 
 
-@app.task(
-    autoretry_for=(DatabaseUnavailable,),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=5,
-)
+@app.task(**STORAGE_RETRY)
 def build_stories(
     run_id: str, as_of: str, window_hours: float, params: dict[str, Any] | None = None
 ) -> dict:

@@ -14,10 +14,11 @@ from collections import Counter
 
 import numpy as np
 
-from vectorstore import DatabaseUnavailable, connection
 from vectorstore import articles as store
+from vectorstore import connection
 
 from .app import app
+from .guard import STORAGE_RETRY
 from .providers import get_embedder
 
 CATEGORY_DESCRIPTIONS = {
@@ -70,13 +71,7 @@ def classify(vector: np.ndarray | None, title: str, body: str) -> tuple[str, lis
     return (names[best] if scores[best] > 0.1 else "other"), tags
 
 
-@app.task(
-    autoretry_for=(DatabaseUnavailable,),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=5,
-)
+@app.task(**STORAGE_RETRY)
 def classify_article(article_id: int) -> dict:
     """Classify one article offline and store category and tags on its summary."""
     with connection() as conn:

@@ -8,8 +8,6 @@ workers are few and prefork. The model loads lazily in the process that runs the
 
 from __future__ import annotations
 
-from openai import APIConnectionError, APITimeoutError
-
 from core.errors import TransientError
 from vectorstore import DatabaseUnavailable, connection
 from vectorstore import articles as store
@@ -43,7 +41,8 @@ def embed_articles(article_ids: list[int]) -> dict[str, list[int]]:
 
 
 @app.task(
-    autoretry_for=(TransientError, APITimeoutError, APIConnectionError, DatabaseUnavailable),
+    # The OpenAI client retries its own timeouts, connection errors, 429 and 5xx.
+    autoretry_for=(TransientError, DatabaseUnavailable),
     retry_backoff=2,
     retry_backoff_max=60,
     retry_jitter=True,

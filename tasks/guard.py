@@ -25,6 +25,7 @@ from celery import Task
 
 from core.errors import PermanentError
 from core.settings import get_settings
+from vectorstore import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ def _client() -> Any:
 
             _redis = (os.getpid(), redis.Redis.from_url(url, socket_timeout=10))
         return _redis[1]
+
+
+# Task options for work that only touches storage: retried with backoff and jitter while
+# PostgreSQL is unreachable (a restart, a failover), within the visibility timeout.
+STORAGE_RETRY: dict[str, Any] = {
+    "autoretry_for": (DatabaseUnavailable,),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
 
 
 class PoisonTaskError(PermanentError):

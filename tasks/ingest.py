@@ -17,6 +17,7 @@ from core.errors import FeedRefused, PermanentError, TransientError
 from core.settings import get_settings
 from vectorstore import DatabaseUnavailable, connection, get_db
 from vectorstore import articles as store
+from vectorstore import feeds as feed_store
 
 from .app import app
 from .feedlist import FeedSource, read_feed_list
@@ -65,11 +66,11 @@ def ingest_source(feed_id: int, source: FeedSource) -> dict[str, Any]:
     Raises TransientError for a retry; records everything else.
     """
     settings = get_settings()
-    lease = store.FeedLease(get_db().url, feed_id)
+    lease = feed_store.FeedLease(get_db().url, feed_id)
     try:
         if not lease.acquire(wait_seconds=settings.feed_timeout_seconds * 3 + 30):
             with connection() as conn:
-                feed = store.get_feed(conn, feed_id)
+                feed = feed_store.get_feed(conn, feed_id)
             status = feed["last_status"] or "failed"
             return {
                 "status": status,
@@ -86,7 +87,7 @@ def ingest_source(feed_id: int, source: FeedSource) -> dict[str, Any]:
 
 def _ingest(feed_id: int, source: FeedSource) -> dict[str, Any]:
     with connection() as conn:
-        feed = store.get_feed(conn, feed_id)
+        feed = feed_store.get_feed(conn, feed_id)
     http_status = None
     try:
         if source.is_path:
@@ -98,7 +99,7 @@ def _ingest(feed_id: int, source: FeedSource) -> dict[str, Any]:
             http_status = fetched.http_status
             if fetched.status == "not_modified":
                 with connection() as conn:
-                    store.record_feed_fetch(
+                    feed_store.record_feed_fetch(
                         conn, feed_id, status="not_modified", http_status=304, article_ids=[]
                     )
                 return {"status": "not_modified", "article_ids": [], "error": None}
@@ -114,7 +115,7 @@ def _ingest(feed_id: int, source: FeedSource) -> dict[str, Any]:
     except PermanentError as exc:
         return _record_failure(feed_id, "failed", str(exc), exc.http_status or http_status)
     with connection() as conn:
-        store.record_feed_fetch(
+        feed_store.record_feed_fetch(
             conn,
             feed_id,
             status="ok",
@@ -133,7 +134,9 @@ def _record_failure(
     feed_id: int, status: str, error: str, http_status: int | None
 ) -> dict[str, Any]:
     with connection() as conn:
-        store.record_feed_fetch(conn, feed_id, status=status, http_status=http_status, error=error)
+        feed_store.record_feed_fetch(
+            conn, feed_id, status=status, http_status=http_status, error=error
+        )
     log.warning("feed %s %s: %s", feed_id, status, error)
     return {"status": status, "article_ids": [], "error": error}
 
@@ -165,7 +168,7 @@ def ingest_all() -> dict:
     settings = get_settings()
     sources = read_feed_list(settings.feeds_file)
     with connection() as conn:
-        ids = [store.upsert_feed(conn, s.listed) for s in sources]
+        ids = [feed_store.upsert_feed(conn, s.listed) for s in sources]
     for feed_id, source in zip(ids, sources):
         fetch_feed.delay(feed_id, source.listed, source.location, source.is_path)
     return {"feeds": len(sources)}

@@ -20,10 +20,11 @@ from typing import Any
 
 import httpx
 
-from vectorstore import DatabaseUnavailable, connection, runs
 from vectorstore import articles as store
+from vectorstore import connection, runs
 
 from .app import app
+from .guard import STORAGE_RETRY
 from .render import render_atom, render_html, render_markdown, slack_payload
 
 log = logging.getLogger(__name__)
@@ -141,13 +142,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
     }
 
 
-@app.task(
-    autoretry_for=(DatabaseUnavailable,),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=5,
-)
+@app.task(**STORAGE_RETRY)
 def publish_digest(run_id: str) -> dict:
     """Build, render and save the run's digest (one per day); returns what to write and post.
 

@@ -6,10 +6,11 @@ for it. Idempotent: recording the same outcome twice changes nothing. Queue `ana
 
 from __future__ import annotations
 
-from vectorstore import DatabaseUnavailable, connection, runs
 from vectorstore import articles as store
+from vectorstore import connection, runs
 
 from .app import app
+from .guard import STORAGE_RETRY
 
 # run outcome -> stored article state
 _STATE = {
@@ -48,13 +49,7 @@ def record_outcome(
         runs.set_run_article_status(conn, run_id, article_id, status, error)
 
 
-@app.task(
-    autoretry_for=(DatabaseUnavailable,),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=5,
-)
+@app.task(**STORAGE_RETRY)
 def store_outcome(
     run_id: str,
     article_id: int,

@@ -21,7 +21,7 @@ from tasks.feedlist import FeedSource
 from tasks.ingest import fetch_feed, ingest_source
 from tests.conftest import start_redis
 from tests.feedserver import FeedServer, feed, gzip_bomb, redirect, status
-from vectorstore import articles as store
+from vectorstore import feeds as feed_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "examples" / "feeds"
@@ -118,8 +118,8 @@ def test_transient_errors_are_retried_with_retry_after_and_permanent_ones_are_no
         flaky_url = server.route("/flaky.xml", flaky(2, GOOD))
         gone_url = server.route("/gone.xml", status(404))
         with db.connection() as conn:
-            flaky_id = store.upsert_feed(conn, flaky_url)
-            gone_id = store.upsert_feed(conn, gone_url)
+            flaky_id = feed_store.upsert_feed(conn, flaky_url)
+            gone_id = feed_store.upsert_feed(conn, gone_url)
         started = time.monotonic()
         ok = fetch_feed.delay(flaky_id, flaky_url, flaky_url, False).get(timeout=60)
         assert time.monotonic() - started >= 1.5  # two Retry-After: 1 waits
@@ -128,7 +128,7 @@ def test_transient_errors_are_retried_with_retry_after_and_permanent_ones_are_no
     assert ok["status"] == "ok" and ok["article_ids"]
     assert gone["status"] == "failed" and "404" in gone["error"]
     with db.connection() as conn:
-        health = store.get_feed(conn, gone_id)
+        health = feed_store.get_feed(conn, gone_id)
     assert health["consecutive_failures"] == 1 and health["http_status"] == 404
 
 
@@ -136,7 +136,7 @@ def test_two_ingestions_of_the_same_feed_at_once_fetch_it_once(db) -> None:
     with FeedServer() as server:
         url = server.route("/slow.xml", delayed(GOOD, 1.0))
         with db.connection() as conn:
-            feed_id = store.upsert_feed(conn, url)
+            feed_id = feed_store.upsert_feed(conn, url)
         results: list[dict] = []
         source = FeedSource(url, url, False)
         threads = [

@@ -22,10 +22,10 @@ SAMPLE = ROOT / "examples" / "feeds" / "tech-daily.xml"
 def _ingest_sample(db) -> list[int]:
     from tasks.feedlist import FeedSource
     from tasks.ingest import ingest_source
-    from vectorstore import articles as store
+    from vectorstore import feeds as feed_store
 
     with db.connection() as conn:
-        feed_id = store.upsert_feed(conn, str(SAMPLE))
+        feed_id = feed_store.upsert_feed(conn, str(SAMPLE))
     return ingest_source(feed_id, FeedSource(str(SAMPLE), str(SAMPLE), True))["article_ids"]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import psycopg
 
 from vectorstore import articles as store
+from vectorstore import feeds as feed_store
 from vectorstore.migrations import MIGRATIONS, migrate
 
 
@@ -34,8 +35,8 @@ def test_migrations_are_recorded_and_run_once(db) -> None:
 
 def test_upserting_the_same_entries_twice_keeps_one_row_each(db) -> None:
     with db.connection() as conn:
-        feed = store.upsert_feed(conn, "https://feed.example/rss")
-        assert store.upsert_feed(conn, "https://feed.example/rss") == feed
+        feed = feed_store.upsert_feed(conn, "https://feed.example/rss")
+        assert feed_store.upsert_feed(conn, "https://feed.example/rss") == feed
         first = store.upsert_articles(conn, feed, [_article(1), _article(2, "other")])
         again = store.upsert_articles(conn, feed, [_article(1), _article(2, "other")])
         assert first == again
@@ -44,7 +45,7 @@ def test_upserting_the_same_entries_twice_keeps_one_row_each(db) -> None:
 
 def test_changed_content_goes_back_to_pending_unchanged_keeps_state(db) -> None:
     with db.connection() as conn:
-        feed = store.upsert_feed(conn, "f")
+        feed = feed_store.upsert_feed(conn, "f")
         [aid] = store.upsert_articles(conn, feed, [_article(1)])
         store.set_article_outcome(conn, aid, state="processed")
         store.upsert_articles(conn, feed, [_article(1)])
@@ -56,7 +57,7 @@ def test_changed_content_goes_back_to_pending_unchanged_keeps_state(db) -> None:
 
 def test_same_guid_under_a_new_link_moves_the_row(db) -> None:
     with db.connection() as conn:
-        feed = store.upsert_feed(conn, "f")
+        feed = feed_store.upsert_feed(conn, "f")
         [aid] = store.upsert_articles(conn, feed, [_article(1, url="https://a.example/old")])
         [again] = store.upsert_articles(conn, feed, [_article(1, url="https://a.example/new")])
         assert again == aid
@@ -66,7 +67,7 @@ def test_same_guid_under_a_new_link_moves_the_row(db) -> None:
 def test_embeddings_are_found_by_cosine_and_skipped_when_current(db) -> None:
     rng = np.random.default_rng(0)
     with db.connection() as conn:
-        feed = store.upsert_feed(conn, "f")
+        feed = feed_store.upsert_feed(conn, "f")
         ids = store.upsert_articles(conn, feed, [_article(i, f"text {i}") for i in range(20)])
         vecs = rng.normal(size=(20, 384)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
@@ -84,7 +85,7 @@ def test_duplicates_agree_on_the_earliest_original_whatever_the_order(db) -> Non
     from dataclasses import replace
 
     with db.connection() as conn:
-        feed = store.upsert_feed(conn, "f")
+        feed = feed_store.upsert_feed(conn, "f")
         late = replace(_article(1, "same"), published=datetime(2026, 11, 26, 12, tzinfo=UTC))
         early = replace(_article(2, "same"), published=datetime(2026, 11, 25, 12, tzinfo=UTC))
         mid = replace(_article(3, "same"), published=datetime(2026, 11, 26, 1, tzinfo=UTC))
