@@ -628,6 +628,7 @@ def insert_articles(items: list[dict[str, Any]], feed_url: str = "bench://feed")
     import hashlib
 
     from vectorstore import articles as store
+    from vectorstore import feeds as feed_store
     from vectorstore import connection
 
     rows = [
@@ -640,8 +641,17 @@ def insert_articles(items: list[dict[str, Any]], feed_url: str = "bench://feed")
         for it in items
     ]  # fmt: skip
     with connection() as conn:
-        feed_id = store.upsert_feed(conn, feed_url)
+        feed_id = upsert_feed(conn, feed_url)
         return store.upsert_articles(conn, feed_id, rows)
+
+
+def upsert_feed(conn: Any, url: str) -> int:
+    """`upsert_feed` from wherever vectorstore keeps it (it moved from articles to feeds)."""
+    try:
+        from vectorstore.feeds import upsert_feed as upsert
+    except ImportError:
+        from vectorstore.articles import upsert_feed as upsert
+    return upsert(conn, url)
 
 
 # --- Output -----------------------------------------------------------------------------

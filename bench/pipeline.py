@@ -45,6 +45,7 @@ from bench._harness import (
     run_benchmark,
     table,
     truncate_all,
+    upsert_feed,
     write_feeds,
 )
 
@@ -71,13 +72,14 @@ def sequential(entries: list[tuple[str, object]], summary_words: int = 60) -> fl
     from tasks.providers import get_embedder
     from tasks.summarize import llm_summary
     from vectorstore import articles as store
+    from vectorstore import feeds as feed_store
     from vectorstore import connection
 
     embedder = get_embedder()
     t0 = time.perf_counter()
     for listed, e in entries:
         with connection() as conn:
-            feed_id = store.upsert_feed(conn, listed)
+            feed_id = upsert_feed(conn, listed)
             (aid,) = store.upsert_articles(
                 conn,
                 feed_id,
