@@ -3,7 +3,8 @@
     plan -> embed -> near_duplicate -> summarize -> classify -> store     (new content)
     plan -> embed -> near_duplicate -> store        (near-duplicate of an earlier article)
     plan -> embed -> store                          (too short to summarize: skipped)
-    plan -> store                                   (unchanged since processed, exact duplicate)
+    plan -> store                                   (unchanged since processed, exact duplicate,
+                                                     failed before and not retried)
     plan -> END                                     (this run already recorded the outcome)
 
 `plan` reads the article and decides; `embed` joins a batch on the embed queue; the
@@ -54,16 +55,21 @@ def _load_plan(article_id: int, run_id: str, retry_failed: bool) -> dict:
     with connection() as conn:
         recorded = runs.run_article_status(conn, run_id, article_id)
         a = store.get_article(conn, article_id)
-        unchanged = a["processed_hash"] == a["content_hash"] and (
-            a["state"] in FINAL_STATES or (a["state"] == "failed" and not retry_failed)
+        same_content = a["processed_hash"] == a["content_hash"]
+        unchanged = same_content and a["state"] in FINAL_STATES
+        still_failed = same_content and a["state"] == "failed" and not retry_failed
+        dup = (
+            None
+            if unchanged or still_failed
+            else store.first_with_hash(conn, a["content_hash"], article_id)
         )
-        dup = None if unchanged else store.first_with_hash(conn, a["content_hash"], article_id)
     placed = a["published"] or a["first_seen"]
     return {
         "recorded": recorded if recorded in RECORDED else None,
         "content_hash": a["content_hash"],
         "words": len(a["body"].split()),
         "unchanged": unchanged,
+        "still_failed": (a["error"] or "failed earlier") if still_failed else None,
         "duplicate_of": dup,
         "placed_at": placed.timestamp(),
     }
@@ -79,6 +85,8 @@ async def plan(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
         return {**base, "route": "recorded", "status": p["recorded"]}
     if p["unchanged"]:
         return {**base, "route": "unchanged", "status": "unchanged"}
+    if p["still_failed"]:  # same content failed before: left alone unless --retry-failed
+        return {**base, "route": "unchanged", "status": "failed", "error": p["still_failed"]}
     if p["duplicate_of"] is not None:
         return {**base, "route": "duplicate", "status": "duplicate",
                 "duplicate_of": p["duplicate_of"]}  # fmt: skip

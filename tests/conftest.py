@@ -173,12 +173,13 @@ def start_worker_process(
     name: str | None = None,
     logfile: Path | None = None,
     extra_args: list[str] | None = None,
+    app_module: str = "tasks",
     control_app=None,  # noqa: ANN001 - a Celery app on the worker's broker (default: ours)
 ) -> subprocess.Popen:
     """A real `celery -A tasks worker` process, ready to consume when this returns."""
     name = name or f"test-{uuid.uuid4().hex[:6]}"
     cmd = [
-        sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "--pool", pool,
+        sys.executable, "-m", "celery", "-A", app_module, "worker", "-Q", queues, "--pool", pool,
         "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO", "--without-mingle",
         "--without-gossip", *(extra_args or []),
     ]  # fmt: skip

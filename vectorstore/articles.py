@@ -138,13 +138,12 @@ def set_article_outcome(
     error: str | None = None,
     content_hash: str | None = None,
 ) -> None:
-    """Record how processing ended; `processed_hash` marks the content as done."""
+    """Record how processing ended; `processed_hash` marks which content that outcome is for
+    (a failed article is not tried again for the same content unless asked to)."""
     conn.execute(
         "UPDATE articles SET state = %s, duplicate_of = %s, error = %s, "
-        "processed_hash = CASE WHEN %s IN ('failed') THEN processed_hash "
-        "                      ELSE coalesce(%s, content_hash) END "
-        "WHERE id = %s",
-        (state, duplicate_of, error, state, content_hash, article_id),
+        "processed_hash = coalesce(%s, content_hash) WHERE id = %s",
+        (state, duplicate_of, error, content_hash, article_id),
     )
 
 
