@@ -211,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
+        log.debug("run stopped", exc_info=True)
+        reason = " ".join(str(exc).split())[:300]
+        print(
+            f"error: the run stopped: {type(exc).__name__}: {reason} (finish it by running the "
+            "same command again; use -v for the traceback)",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         from graphs.runtime import stop_workers
 

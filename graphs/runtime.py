@@ -61,6 +61,7 @@ class _Pending:
     future: asyncio.Future
     dispatched_at: float
     started_at: float | None = None
+    seen: bool = False  # the backend has shown any state for it (so its message exists)
 
 
 @dataclass
@@ -68,6 +69,20 @@ class Deadlines:
     queued: float = 900.0
     running: float = 300.0
     dispatches: int = 3
+
+
+OUTAGE_GRACE = 60.0  # seconds after a backend outage before a task with no state is resent
+
+
+def _publish(sig: Signature, task_id: str) -> None:
+    """Send one task (in a publisher thread). The orchestrator reads results by polling, so
+    the backend's per-task result subscription is switched off: it would only add a second
+    connection to fail during a broker outage, ahead of the publish retry policy."""
+    backend = app.backend  # thread-local in Celery: one per publisher thread
+    if not getattr(backend, "_aml_polled", False):
+        backend.on_task_call = lambda *args, **kwargs: None
+        backend._aml_polled = True
+    sig.clone().apply_async(task_id=task_id)
 
 
 class ResultWaiter:
@@ -79,6 +94,8 @@ class ResultWaiter:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.pending: dict[str, _Pending] = {}
+        self.in_outage = False
+        self.outage_ended_at: float | None = None
         self._poller: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aml-waiter")
         self.backend = app.backend
@@ -109,15 +126,21 @@ class ResultWaiter:
             try:
                 metas = await self.loop.run_in_executor(self._executor, self._read, ids)
             except Exception as exc:  # noqa: BLE001 - backend outage: keep waiting; deadlines run
-                log.warning("result backend unreachable (%s); retrying", exc)
+                if not self.in_outage:
+                    log.warning("result backend unreachable (%s); waiting for it", exc)
+                self.in_outage = True
                 await asyncio.sleep(1.0)
                 continue
-            progressed = False
             now = time.monotonic()
+            if self.in_outage:
+                log.warning("result backend reachable again")
+                self.in_outage, self.outage_ended_at = False, now
+            progressed = False
             for task_id, meta in zip(ids, metas):
                 rec = self.pending.get(task_id)
                 if rec is None or meta is None:
                     continue
+                rec.seen = True
                 status = meta.get("status")
                 if status in states.READY_STATES:
                     self.pending.pop(task_id, None)
@@ -143,9 +166,7 @@ class Dispatcher:
         task_id = str(uuid.uuid4())
         rec = self.waiter.watch(task_id)
         try:
-            await self.loop.run_in_executor(
-                self._publisher, lambda: sig.clone().apply_async(task_id=task_id)
-            )
+            await self.loop.run_in_executor(self._publisher, _publish, sig, task_id)
         except Exception:
             self.waiter.forget(task_id)
             raise
@@ -173,6 +194,11 @@ class Dispatcher:
                         expires = rec.started_at + d.running
                     else:
                         expires = rec.dispatched_at + d.queued
+                        ended = self.waiter.outage_ended_at
+                        if not rec.seen and ended is not None and ended > rec.dispatched_at:
+                            # A broker outage can swallow a message a worker was taking when
+                            # Redis died: no state ever appears. Idempotent: send it again.
+                            expires = min(expires, ended + OUTAGE_GRACE)
                     if now >= expires:
                         break
                     await asyncio.wait(

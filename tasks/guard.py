@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -24,8 +23,9 @@ from typing import Any
 from celery import Task
 
 from core.errors import PermanentError
-from core.settings import get_settings
 from vectorstore import DatabaseUnavailable
+
+from .redisconn import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +34,6 @@ DONE_TTL = 3600  # how long a finished task's result is kept for late parallel c
 LEASE_POLL = 0.5
 LEASE_TTL = 10  # seconds; renewed every LEASE_TTL/3 while the body runs, so a dead holder's
 #                 lease lapses within LEASE_TTL
-
-_redis_lock = threading.Lock()
-_redis: tuple[int, Any] | None = None
-
-
-def _client() -> Any:
-    """This process's Redis client for guards, or None without Redis."""
-    global _redis
-    url = get_settings().effective_redis_url
-    if not url:
-        return None
-    with _redis_lock:
-        if _redis is None or _redis[0] != os.getpid():
-            import redis
-
-            _redis = (os.getpid(), redis.Redis.from_url(url, socket_timeout=10))
-        return _redis[1]
-
 
 # Task options for work that only touches storage: retried with backoff and jitter while
 # PostgreSQL is unreachable (a restart, a failover), within the visibility timeout.
@@ -92,7 +74,7 @@ class GuardedTask(Task):
     max_deliveries = MAX_DELIVERIES
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        client = _client() if self.request.id and not self.request.is_eager else None
+        client = get_redis() if self.request.id and not self.request.is_eager else None
         if client is None:
             return super().__call__(*args, **kwargs)
         key = f"aml:task:{self.request.id}:{self.request.retries}"
@@ -119,9 +101,11 @@ class GuardedTask(Task):
                 target=_renew_until, args=(stop, client, f"{key}:lease", token), daemon=True
             ).start()
             result = super().__call__(*args, **kwargs)
-            # Before the lease is freed: a copy that was waiting for it finds the result.
-            client.set(f"{key}:done", json.dumps(result), ex=DONE_TTL)
-            client.delete(f"{key}:deliveries")
+            try:  # before the lease is freed: a copy that was waiting for it finds the result
+                client.set(f"{key}:done", json.dumps(result), ex=DONE_TTL)
+                client.delete(f"{key}:deliveries")
+            except Exception as exc:  # noqa: BLE001 - the work is stored; a copy re-checks it
+                log.warning("could not record %s as done: %s", self.request.id, exc)
             return result
         finally:
             stop.set()

@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from core.errors import TransientError
 from core.settings import Settings, get_settings
@@ -67,12 +68,13 @@ class LLMLimiter:
             slot_ttl or settings.llm_timeout_seconds * (settings.llm_max_retries + 1) + 30
         )
         self.wait_timeout = wait_timeout
-        url = settings.effective_redis_url
         self._redis = None
-        if url:
+        if settings.effective_redis_url:
             import redis
 
-            self._redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
+            from .redisconn import resilient_options
+
+            self._redis = redis.Redis.from_url(settings.effective_redis_url, **resilient_options())
             self._acquire = self._redis.register_script(_ACQUIRE)
             self._rate = self._redis.register_script(_RATE)
         self._local_slots = threading.BoundedSemaphore(self.max_concurrency)
@@ -98,8 +100,10 @@ class LLMLimiter:
             return
         token = uuid.uuid4().hex
         delay = 0.02
-        while not self._acquire(
-            keys=[SLOTS_KEY], args=[token, self.max_concurrency, int(self.slot_ttl * 1000)]
+        while not self._redis_call(
+            self._acquire,
+            keys=[SLOTS_KEY],
+            args=[token, self.max_concurrency, int(self.slot_ttl * 1000)],
         ):
             if time.monotonic() > deadline:
                 raise TransientError(f"no LLM slot free in {self.wait_timeout:.0f}s")
@@ -112,6 +116,17 @@ class LLMLimiter:
                 self._redis.zrem(SLOTS_KEY, token)
             except Exception as exc:  # noqa: BLE001 - the TTL frees the slot anyway
                 log.warning("could not release LLM slot (it expires by itself): %s", exc)
+
+    @staticmethod
+    def _redis_call(script: Any, **kwargs: Any) -> Any:
+        """Run a limiter script; Redis being away (after the client's own retries) is a
+        transient error of the call, retried by the task."""
+        import redis
+
+        try:
+            return script(**kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise TransientError(f"Redis unreachable for the LLM limits: {exc}") from exc
 
     def take_request_token(self) -> None:
         """Block until one more request fits in `LLM_REQUESTS_PER_MINUTE` (0: no cap)."""
@@ -128,7 +143,9 @@ class LLMLimiter:
 
     def _try_rate(self) -> float:
         if self._redis is not None:
-            ms = int(self._rate(keys=[RATE_KEY], args=[uuid.uuid4().hex, self.rpm]))
+            ms = int(
+                self._redis_call(self._rate, keys=[RATE_KEY], args=[uuid.uuid4().hex, self.rpm])
+            )
             return ms / 1000.0
         with self._local_lock:
             now = time.monotonic()

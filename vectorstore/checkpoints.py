@@ -4,25 +4,57 @@ feed list at a time.
 The checkpointer (langgraph-checkpoint-postgres) stores every step of the daily graph, so a
 run killed midway resumes where it stopped. It gets its own async pool with the settings the
 saver needs (autocommit, no prepared statements, dict rows). The lease is a session-level
-advisory lock on a dedicated connection: it is released when the run ends or its process dies.
+advisory lock on a dedicated connection: it is released when the run ends or its process dies
+(and, a known limit, when PostgreSQL restarts mid-run).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 
+def _retrying_saver(pool: AsyncConnectionPool) -> object:
+    """An AsyncPostgresSaver whose reads and writes ride out a PostgreSQL restart: LangGraph
+    does not retry checkpoint I/O, and the writes are upserts, so repeating them is safe."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    async def retried(call: Any, *args: Any, **kwargs: Any) -> Any:
+        delay = 0.25
+        for attempt in range(8):
+            try:
+                return await call(*args, **kwargs)
+            except psycopg.OperationalError:
+                if attempt == 7:
+                    raise
+                await pool.check()  # drop every dead connection at once
+                await asyncio.sleep(delay)
+                delay = min(4.0, delay * 2)
+        raise AssertionError("unreachable")
+
+    class RetryingSaver(AsyncPostgresSaver):
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            return await retried(super().aput, *args, **kwargs)
+
+        async def aput_writes(self, *args: Any, **kwargs: Any) -> Any:
+            return await retried(super().aput_writes, *args, **kwargs)
+
+        async def aget_tuple(self, *args: Any, **kwargs: Any) -> Any:
+            return await retried(super().aget_tuple, *args, **kwargs)
+
+    return RetryingSaver(pool)  # type: ignore[arg-type]
+
+
 @asynccontextmanager
 async def open_checkpointer(url: str) -> AsyncIterator[object]:
     """An `AsyncPostgresSaver` on `url`, its tables created on first use."""
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
     pool = AsyncConnectionPool(
         url,
         min_size=1,
@@ -32,8 +64,8 @@ async def open_checkpointer(url: str) -> AsyncIterator[object]:
     )
     await pool.open()
     try:
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-        await saver.setup()
+        saver = _retrying_saver(pool)
+        await saver.setup()  # type: ignore[attr-defined]
         yield saver
     finally:
         await pool.close()
@@ -64,6 +96,8 @@ class RunLease:
         if self._conn is not None:
             try:
                 self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+            except psycopg.Error:
+                pass  # the server restarted: the lock ended with its session
             finally:
                 self._conn.close()
                 self._conn = None

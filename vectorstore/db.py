@@ -71,10 +71,19 @@ class Database:
             max_size=max_size,
             configure=register_vector,
             kwargs={"connect_timeout": 10},
-            check=ConnectionPool.check_connection,  # a restarted server leaves dead connections
+            check=self._check,
             open=True,
             name="aml",
         )
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        """Checked at checkout: after a server restart every idle connection is dead, so drop
+        them all at once instead of discovering them one by one with growing waits."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self.pool.check()
+            raise
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
