@@ -84,16 +84,21 @@ class Services:
         self.llm: Any = None
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._worker_names: dict[str, str] = {}
+        self._handlers: dict[int, Any] = {}
 
     # lifecycle
 
     def __enter__(self) -> Services:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _raise_interrupt)
+        self._handlers = {sig: signal.signal(sig, _raise_interrupt)
+                          for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            for sig, handler in self._handlers.items():
+                signal.signal(sig, handler)
 
     def close(self) -> None:
         """Stop everything this object started, newest first, by pid."""
@@ -628,8 +633,8 @@ def insert_articles(items: list[dict[str, Any]], feed_url: str = "bench://feed")
     import hashlib
 
     from vectorstore import articles as store
-    from vectorstore import feeds as feed_store
     from vectorstore import connection
+    from vectorstore import feeds as feed_store
 
     rows = [
         store.NewArticle(
@@ -641,17 +646,8 @@ def insert_articles(items: list[dict[str, Any]], feed_url: str = "bench://feed")
         for it in items
     ]  # fmt: skip
     with connection() as conn:
-        feed_id = upsert_feed(conn, feed_url)
+        feed_id = feed_store.upsert_feed(conn, feed_url)
         return store.upsert_articles(conn, feed_id, rows)
-
-
-def upsert_feed(conn: Any, url: str) -> int:
-    """`upsert_feed` from wherever vectorstore keeps it (it moved from articles to feeds)."""
-    try:
-        from vectorstore.feeds import upsert_feed as upsert
-    except ImportError:
-        from vectorstore.articles import upsert_feed as upsert
-    return upsert(conn, url)
 
 
 # --- Output -----------------------------------------------------------------------------

@@ -13,12 +13,19 @@ then measures, in one run:
       50 articles after one untimed warm-up call, scaled to N, plus the one-off feed parsing;
   (b) `python -m graphs.run_daily --feeds ... --as-of ... --out ...` against the warm fleet
       (wall time of the command, so its start-up is included), with OPENAI_API_KEY and
-      OPENAI_BASE_URL set so summaries go to the LLM server, and LLM_MAX_CONCURRENCY=C;
+      OPENAI_BASE_URL set so summaries go to the LLM server, and LLM_MAX_CONCURRENCY=C; each
+      run starts from an empty database, --repeats runs (default 2), the best counts;
 and the three stage limits: llm = N * L / C; embed = the raw batched embedder on the same texts
-(in this process, workers idle); celery = a raw group of N `tasks.health.noop` tasks on the same
-broker and fleet. bound = the largest; efficiency = bound / pipeline.
+(in this process, workers idle; model loaded and warmed, best of --repeats passes); celery = a
+raw group of N `tasks.health.noop` tasks on the same broker and fleet (best of 3).
+bound = the largest; efficiency = bound / pipeline.
 Checks (a failure exits 1): every article is "new" with summary_source "llm", and the LLM server
-received exactly N chat requests.
+received exactly N summary requests (requests with the summarize system prompt; the story-label
+calls of the trends stage are counted apart). The table also shows when the summary requests
+arrived and the CPU seconds every process group used during the best run of (b): stages that
+share 2 cores cannot all run at their own bound at once. --time-ordered writes the feeds oldest
+article first (a diagnostic of dispatch order); --embed-threads sets the embed worker's
+OMP_NUM_THREADS.
 """
 
 from __future__ import annotations
@@ -45,7 +52,6 @@ from bench._harness import (
     run_benchmark,
     table,
     truncate_all,
-    upsert_feed,
     write_feeds,
 )
 
@@ -72,14 +78,14 @@ def sequential(entries: list[tuple[str, object]], summary_words: int = 60) -> fl
     from tasks.providers import get_embedder
     from tasks.summarize import llm_summary
     from vectorstore import articles as store
-    from vectorstore import feeds as feed_store
     from vectorstore import connection
+    from vectorstore import feeds as feed_store
 
     embedder = get_embedder()
     t0 = time.perf_counter()
     for listed, e in entries:
         with connection() as conn:
-            feed_id = upsert_feed(conn, listed)
+            feed_id = feed_store.upsert_feed(conn, listed)
             (aid,) = store.upsert_articles(
                 conn,
                 feed_id,

@@ -102,15 +102,18 @@ def _add_waiting(run_id: str, feed_ids: list[int], retry_failed: bool) -> list[i
 
 
 def _limit(run_id: str, ids: list[int], max_articles: int | None) -> list[int]:
-    """Keep the newest `max_articles`; the rest are not part of this run."""
-    if not max_articles or len(ids) <= max_articles:
-        return ids
+    """Keep the newest `max_articles` (the rest are not part of this run), oldest first.
+
+    Oldest first, because an article's near-duplicate check waits for the vectors of the
+    articles placed before it: in time order, embedding and summarizing overlap.
+    """
     with connection() as conn:
         rows = store.get_articles(conn, ids)
-        rows.sort(key=lambda a: a["published"] or a["first_seen"], reverse=True)
-        keep = {a["id"] for a in rows[:max_articles]}
-        runs.drop_run_articles(conn, run_id, [i for i in ids if i not in keep])
-    return [i for i in ids if i in keep]
+        rows.sort(key=lambda a: ((a["published"] or a["first_seen"]), a["id"]))
+        if max_articles and len(rows) > max_articles:
+            dropped, rows = rows[:-max_articles], rows[-max_articles:]
+            runs.drop_run_articles(conn, run_id, [a["id"] for a in dropped])
+    return [a["id"] for a in rows]
 
 
 async def collect(state: DailyState, runtime: Runtime[RunContext]) -> dict:
@@ -156,6 +159,10 @@ async def process_article(task: ArticleTask, runtime: Runtime[RunContext]) -> di
         result = await article_graph.ainvoke(
             {"article_id": task["article_id"], "run_id": task["run_id"]},
             context=runtime.context or RunContext(),
+            # One checkpoint per article, not per step: every node is idempotent, so a resumed
+            # article restarts at plan, which finds what is already stored (per-step checkpoint
+            # writes were about 30% of the orchestrator's time).
+            durability="exit",
         )
         status = result.get("status", "failed")
     except Exception as exc:  # noqa: BLE001 - recorded on the article; the run goes on

@@ -246,13 +246,13 @@ class EmbedBatcher:
     size: int
     deadlines: Deadlines
     linger: float = 0.05
-    _queue: list[tuple[int, asyncio.Future]] = field(default_factory=list)
+    _queue: list[tuple[int, asyncio.Future, tuple]] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
     _submitted: list[tuple[tuple, asyncio.Future]] = field(default_factory=list)
 
     async def submit(self, item: int, key: tuple = ()) -> Any:
         fut = self.dispatcher.loop.create_future()
-        self._queue.append((item, fut))
+        self._queue.append((item, fut, key))
         self._submitted = [(k, f) for k, f in self._submitted if not f.done()]
         self._submitted.append((key, fut))
         if len(self._queue) >= self.size:
@@ -271,9 +271,10 @@ class EmbedBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._queue.sort(key=lambda entry: entry[2])  # earliest articles in the first batch
         while self._queue:
             batch, self._queue = self._queue[: self.size], self._queue[self.size :]
-            self.dispatcher.loop.create_task(self._run(batch))
+            self.dispatcher.loop.create_task(self._run([(i, f) for i, f, _ in batch]))
 
     async def _run(self, batch: list[tuple[int, asyncio.Future]]) -> None:
         try:

@@ -23,7 +23,7 @@ def search(query: str, *, since: datetime | None = None, limit: int = 10) -> lis
     [vector] = get_embedder().embed_batch([query])
     with connection() as conn:
         return store.nearest_articles(
-            conn, vector, limit=limit, since=since, ef_search=max(40, limit * 2)
+            conn, vector, limit=limit, since=since, ef_search=max(100, limit * 2)
         )
 
 

@@ -44,6 +44,8 @@ class MiniLMEmbedder:
     dims = 384
 
     def __init__(self, batch_size: int = 32) -> None:
+        # The model's own batch: texts are sorted by length and padded per batch, so 32 stays
+        # efficient however many texts one task (EMBED_BATCH_SIZE) hands over.
         self.batch_size = batch_size
         self._model = None
         self._lock = threading.Lock()
@@ -124,9 +126,7 @@ def get_embedder(settings: Settings | None = None) -> Embedder:
         if _embedder is None or _embedder[0] != os.getpid():
             settings = settings or get_settings()
             emb: Embedder = (
-                OpenAIEmbedder(settings)
-                if settings.embedding_model
-                else MiniLMEmbedder(batch_size=settings.embed_batch_size)
+                OpenAIEmbedder(settings) if settings.embedding_model else MiniLMEmbedder()
             )
             _embedder = (os.getpid(), emb)
         return _embedder[1]
@@ -139,16 +139,35 @@ def get_chat_model(settings: Settings | None = None, **overrides: object):  # no
     `LLM_REQUESTS_PER_MINUTE` budget. Call it through `invoke_limited` so each call also holds
     one of the `LLM_MAX_CONCURRENCY` slots.
     """
-    import httpx
-    from langchain_openai import ChatOpenAI
-
-    from .limits import get_limiter
-
     settings = settings or get_settings()
     if not settings.llm_enabled:
         raise ConfigError(
             "no LLM configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for Ollama or vLLM)"
         )
+    # One client per process and configuration: building one (its TLS context, its connection
+    # pool) costs ~20 ms of CPU, more than the rest of a call.
+    secret = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+    key = (
+        os.getpid(), settings.llm_model, settings.openai_base_url, hash(secret),
+        settings.llm_timeout_seconds, settings.llm_max_retries, repr(sorted(overrides.items())),
+    )  # fmt: skip
+    with _chat_lock:
+        cached = _chat_models.get(key)
+        if cached is None:
+            cached = _chat_models[key] = _build_chat_model(settings, overrides)
+        return cached
+
+
+_chat_models: dict[tuple, object] = {}
+_chat_lock = threading.Lock()
+
+
+def _build_chat_model(settings: Settings, overrides: dict[str, object]):  # noqa: ANN202
+    import httpx
+    from langchain_openai import ChatOpenAI
+
+    from .limits import get_limiter
+
     limiter = get_limiter()
     params: dict[str, object] = {
         "model": settings.llm_model,

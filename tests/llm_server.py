@@ -535,6 +535,12 @@ class LLMServer:
         return [r.body for r in self.requests if r.path.endswith("/chat/completions")]
 
     @property
+    def in_flight(self) -> int:
+        """Chat completions being served right now (hung ones included)."""
+        with self._lock:
+            return self._in_flight
+
+    @property
     def peak_concurrency(self) -> int:
         """The most chat completions admitted and in flight at once."""
         with self._lock:
@@ -595,6 +601,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # headers and body leave at once on reused connections
     protocol_version = "HTTP/1.1"  # keep-alive, as the openai client's pool expects
     server: _HTTPServer
 

