@@ -33,7 +33,11 @@ def format_report(
     )
     for f in feeds:
         if f["status"] in ("failed", "refused"):
-            lines.append(f"  ✗ {f['url']}: {f['status']}: {f['error']}")
+            health = [f"HTTP {f['http_status']}"] if f.get("http_status") else []
+            if (f.get("consecutive_failures") or 0) > 1:
+                health.append(f"{f['consecutive_failures']} failures in a row")
+            note = f" ({', '.join(health)})" if health else ""
+            lines.append(f"  ✗ {f['url']}: {f['status']}{note}: {f['error']}")
         elif f["error"]:
             lines.append(f"  ! {f['url']}: read with a warning: {f['error']}")
     lines.append(

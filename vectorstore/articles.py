@@ -257,32 +257,6 @@ def nearest_articles(
     )
 
 
-def articles_between(
-    conn: psycopg.Connection, start: datetime, end: datetime, *, with_vectors: bool = False
-) -> list[dict[str, Any]]:
-    """Articles placed in (start, end] (published, else first seen) that are not failed."""
-    vec = ", e.embedding" if with_vectors else ""
-    return (
-        conn.cursor(row_factory=dict_row)
-        .execute(
-            f"""
-        SELECT a.id, a.title, a.url, a.canonical_url, a.state, a.duplicate_of, a.language,
-               coalesce(a.published, a.first_seen) AS placed_at, f.url AS feed_url,
-               f.title AS feed_title, s.summary, s.tags {vec}
-        FROM articles a JOIN feeds f ON f.id = a.feed_id
-        LEFT JOIN summaries s ON s.article_id = a.id
-        LEFT JOIN embeddings e ON e.article_id = a.id
-        WHERE coalesce(a.published, a.first_seen) > %s
-          AND coalesce(a.published, a.first_seen) <= %s
-          AND a.state IN ('processed', 'duplicate', 'near_duplicate', 'skipped')
-        ORDER BY coalesce(a.published, a.first_seen), a.id
-        """,
-            (start, end),
-        )
-        .fetchall()
-    )
-
-
 def analysis_articles(
     conn: psycopg.Connection, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
