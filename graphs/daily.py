@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import warnings
 from dataclasses import fields
 from datetime import date, datetime
 from pathlib import Path
@@ -37,6 +38,9 @@ from vectorstore import connection, runs
 from vectorstore import feeds as feed_store
 
 log = logging.getLogger(__name__)
+
+# Without a checkpointer (Studio, tests) the article graph's durability has nothing to do.
+warnings.filterwarnings("ignore", message="`durability` has no effect when no checkpointer")
 
 
 def feeds_key(sources: list[FeedSource]) -> str:
