@@ -50,8 +50,8 @@ def format_report(
     in_window = sum(a["in_window"] for a in articles)
     stories = digest["stories"]
     lines.append(
-        f"Stories: {len(stories)} over {in_window} articles in the window; "
-        f"{sum(s['is_trending'] for s in stories)} trending"
+        f"Stories: {len(stories)} in the window ({in_window} of this run's articles fall in it, "
+        f"with any stored earlier); {sum(s['is_trending'] for s in stories)} trending"
     )
     if articles and not in_window:
         newest = max((a["published"] or a["first_seen"] for a in articles), default="")
@@ -60,5 +60,6 @@ def format_report(
             f"Pass --as-of (e.g. --as-of {newest[:10]}T23:59:59Z) to digest an older period."
         )
     lines.append("Time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    lines.append(f"Digest: {path.parent}/digest.md, {path}")
+    names = [n for n in ("digest.md", "digest.html", "digest.xml") if (path.parent / n).exists()]
+    lines.append("Digest: " + ", ".join(str(path.parent / n) for n in [*names, "digest.json"]))
     return "\n".join(lines)
