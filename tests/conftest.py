@@ -102,11 +102,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     for proc in list(_workers):
-        _stop_process(proc)
+        stop_process(proc)
     if "llm" in _started:
         _started.pop("llm").stop()  # type: ignore[attr-defined]
     if "redis" in _started:
-        _stop_process(_started.pop("redis"))  # type: ignore[arg-type]
+        stop_process(_started.pop("redis"))  # type: ignore[arg-type]
     if "pg" in _started:
         server = _started.pop("pg")
         try:
@@ -118,7 +118,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    """SIGTERM a process this session started (by pid), then SIGKILL if it lingers."""
+    if proc is None:
+        return
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -200,7 +203,7 @@ def start_worker_process(
         )
         if replies:
             return proc
-    _stop_process(proc)
+    stop_process(proc)
     raise RuntimeError("worker did not become ready within 120 s")
 
 
@@ -209,4 +212,4 @@ def fleet_worker():
     """One real worker process (threads pool) consuming every work queue for the session."""
     proc = start_worker_process(name="fleet")
     yield proc
-    _stop_process(proc)
+    stop_process(proc)

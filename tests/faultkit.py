@@ -19,7 +19,7 @@ import uuid
 import warnings
 from pathlib import Path
 
-from tests.conftest import ROOT, free_port, start_redis
+from tests.conftest import ROOT, free_port, start_redis, stop_process
 
 
 class PrivateRedis:
@@ -60,18 +60,6 @@ def fleet_env(redis_url: str, **overrides: str) -> dict[str, str]:
            "REDIS_URL": redis_url}  # fmt: skip
     env.update(overrides)
     return env
-
-
-def stop_process(proc: subprocess.Popen | None, timeout: float = 15) -> None:
-    """SIGTERM this process (ours, by pid), then SIGKILL if it does not exit in time."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def start_worker(

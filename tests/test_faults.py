@@ -24,7 +24,7 @@ from celery import Celery
 
 from core.settings import Settings
 from tasks.app import build_config
-from tests.conftest import _stop_process, start_redis, start_worker_process
+from tests.conftest import start_redis, start_worker_process, stop_process
 from tests.test_durable_runs import write_feed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def private_broker(**settings: object) -> Iterator[tuple[Celery, dict[str, str]]
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        _stop_process(proc)
+        stop_process(proc)
 
 
 def ingest_sample(db) -> list[int]:
@@ -96,7 +96,7 @@ def test_a_killed_pool_child_mid_task_is_redelivered_and_completes_once(db, tmp_
             child.kill()  # mid-task: the child is loading the model or embedding
             done = result.get(timeout=180)
         finally:
-            _stop_process(worker)
+            stop_process(worker)
     assert "exited prematurely" in log.read_text()
     assert sorted(done["embedded"] + done["cached"]) == sorted(ids)
     assert count(db, "SELECT count(*) FROM articles") == len(ids)
@@ -169,7 +169,7 @@ def test_a_poison_task_is_refused_after_the_delivery_cap_and_the_queue_drains(tm
             assert after.get(timeout=120) == 7
             outcome = poison.get(timeout=90, propagate=False)
         finally:
-            _stop_process(worker)
+            stop_process(worker)
     assert poison.state == "FAILURE"
     assert "delivered 3 times" in str(outcome) and "its worker process dying" in str(outcome)
 
@@ -196,7 +196,7 @@ def test_a_task_outliving_the_visibility_timeout_runs_once_on_two_workers(db, tm
             logs = "".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
         finally:
             for w in workers:
-                _stop_process(w)
+                stop_process(w)
     assert executions == 1  # the body ran once; the copy waited and reported the same result
     assert logs.count(f"slow_embed[{result.id}] received") >= 2  # a copy was re-delivered
     assert sorted(done["embedded"] + done["cached"]) == sorted(ids)
@@ -246,7 +246,7 @@ def test_a_thousand_failing_tasks_keep_worker_memory_bounded(tmp_path) -> None:
             after = _rss_mb(worker.pid)
             children = psutil.Process(worker.pid).children()
         finally:
-            _stop_process(worker)
+            stop_process(worker)
     assert len(outcomes) == 1000
     assert all(isinstance(o, ValueError) and "bogus" in str(o) for o in outcomes)
     assert after - before < 60, (before, after)

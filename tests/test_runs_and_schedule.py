@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tasks.feedlist import read_feed_list
-from tests.conftest import _stop_process, start_worker_process
+from tests.conftest import start_worker_process, stop_process
 from tests.feedserver import FeedServer, feed
 from tests.test_durable_runs import write_feed
 from tests.test_faults import private_broker
@@ -72,7 +72,7 @@ def test_beats_daily_task_runs_the_daily_graph_on_the_orchestrate_worker(
     try:
         result = run_daily_task.apply_async(kwargs={"as_of": AS_OF}).get(timeout=240)
     finally:
-        _stop_process(orchestrator)
+        stop_process(orchestrator)
     digest = json.loads((out / "digest.json").read_text())
     assert digest["run_id"] == result["run_id"]
     assert len(digest["articles"]) == 3
@@ -111,7 +111,7 @@ def test_the_embed_stage_hands_the_model_batches(db, llm_server, tmp_path) -> No
         try:
             proc = run_daily(feeds, tmp_path / "out", env=env)
         finally:
-            _stop_process(worker)
+            stop_process(worker)
     assert proc.returncode == 0, proc.stderr[-2000:]
     sizes = [len(r.body["input"]) for r in llm_server.requests if r.path.endswith("/embeddings")]
     articles = 30
