@@ -47,7 +47,6 @@ SERVICE_VARS = (
     "OPENAI_BASE_URL", "EMBEDDING_MODEL", "LLM_MODEL", "AML_DATA_DIR", "EMBED_BATCH_SIZE",
     "LLM_MAX_CONCURRENCY",
 )  # fmt: skip
-TABLES = "digests, stories, run_articles, run_feeds, runs, summaries, embeddings, articles, feeds"
 
 
 def free_port() -> int:
@@ -321,7 +320,14 @@ def truncate_all() -> None:
     from vectorstore import connection
 
     with connection() as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'schema_migrations' AND tablename NOT LIKE 'checkpoint%'"
+            )
+        ]
+        conn.execute(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
 
 
 # --- Generated news ---------------------------------------------------------------------

@@ -14,7 +14,13 @@ STATUSES = ("new", "unchanged", "duplicate", "near_duplicate", "skipped", "faile
 
 
 def format_report(
-    run_id: str, final: dict, timings: dict[str, float], modes: dict[str, str], out_dir: str
+    run_id: str,
+    final: dict,
+    timings: dict[str, float],
+    modes: dict[str, str],
+    out_dir: str,
+    *,
+    window_note: str | None = None,
 ) -> str:
     """A plain-text report of one run."""
     path = Path(final.get("digest_dir") or out_dir) / "digest.json"
@@ -24,6 +30,8 @@ def format_report(
     by_status = Counter(a["status"] for a in articles)
     feed_status = Counter(f["status"] for f in feeds)
     lines = ["", f"Run {run_id} — window of {digest['window_hours']} h ending {digest['as_of']}"]
+    if window_note:
+        lines.append(f"  ({window_note})")
     lines.append("Modes: " + "; ".join(f"{k}: {v}" for k, v in modes.items()))
     lines.append(
         f"Feeds: {len(feeds)} listed — "
@@ -44,6 +52,13 @@ def format_report(
         f"Articles: {len(articles)} read — "
         + ", ".join(f"{by_status.get(s, 0)} {s.replace('_', '-')}" for s in STATUSES)
     )
+    copies = [a for a in articles if a["status"] in ("duplicate", "near_duplicate")]
+    if copies:
+        kept = {a["duplicate_of"] for a in copies}
+        lines.append(
+            f"Copies: {len(copies)} articles carry the text of {len(kept)} others (exact or "
+            "lightly edited); each text is summarized once and its copies point to it"
+        )
     for a in articles:
         if a["status"] == "failed":
             lines.append(f"  ✗ {a['canonical_url']}: {a['error']}")

@@ -48,6 +48,30 @@ def parse_as_of(value: str | None) -> datetime:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "feeds"
+
+
+def samples_as_of(feeds: Path) -> datetime | None:
+    """When the feed list is the bundled samples (local files dated November 2026), the time
+    of their newest article: the default window then shows the samples' stories. None for any
+    other feed list, which keeps "now"."""
+    from tasks.feedlist import read_feed_list
+    from tasks.feedparse import parse_feed
+    from tasks.fetcher import read_local_feed
+
+    sources = read_feed_list(feeds)
+    if not sources or not all(
+        s.is_path and Path(s.location).resolve().parent == SAMPLES_DIR for s in sources
+    ):
+        return None
+    newest = None
+    for s in sources:
+        for entry in parse_feed(read_local_feed(s.location), s.location).entries:
+            if entry.published and (newest is None or entry.published > newest):
+                newest = entry.published
+    return newest
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m graphs.run_daily",
@@ -72,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--as-of",
         metavar="ISO-8601",
         default=None,
-        help="end of the digest window, e.g. 2026-11-26T07:00:00Z (default: now)",
+        help="end of the digest window, e.g. 2026-11-26T07:00:00Z (default: now; with the "
+        "bundled sample feeds, their newest article)",
     )
     p.add_argument(
         "--window-hours",
@@ -170,9 +195,21 @@ def main(argv: list[str] | None = None) -> int:
         if not feeds.is_file():
             print(f"error: feed list not found: {feeds}", file=sys.stderr)
             return 2
+        window_note = None
+        if not args.as_of:
+            newest = samples_as_of(feeds)
+            if newest is not None:
+                as_of = newest
+                window_note = (
+                    f"the bundled sample feeds end at {newest:%Y-%m-%dT%H:%M:%SZ}, so the window "
+                    "ends at their newest article (your own feeds default to now; --as-of picks "
+                    "another end)"
+                )
         print("Agentic Media Lab — daily run")
         for part, mode in settings.modes().items():
             print(f"  {part:<9} {mode}")
+        if window_note:
+            print(f"  window    {window_note}")
         from graphs.report import format_report
         from graphs.runner import execute
         from graphs.state import RunContext
@@ -199,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         if result.resumed:
             print(f"Resumed unfinished run {result.run_id}.")
         print(
-            format_report(result.run_id, result.final, result.timings, settings.modes(), args.out)
+            format_report(
+                result.run_id, result.final, result.timings, settings.modes(), args.out,
+                window_note=window_note,
+            )  # fmt: skip
         )
         return 0
     except RunBusy as exc:

@@ -245,20 +245,31 @@ class EmbedBatcher:
     make_sig: Any  # list[int] -> Signature
     size: int
     deadlines: Deadlines
-    linger: float = 0.05
+    linger: float = 0.1
+    """A partial batch leaves once no item has joined it for this long (items trickle in from
+    the copy checks)..."""
+    max_wait: float = 1.0
+    """...or once its first item has waited this long."""
     _queue: list[tuple[int, asyncio.Future, tuple]] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
+    _first_at: float = 0.0
     _submitted: list[tuple[tuple, asyncio.Future]] = field(default_factory=list)
 
     async def submit(self, item: int, key: tuple = ()) -> Any:
         fut = self.dispatcher.loop.create_future()
+        loop = self.dispatcher.loop
+        if not self._queue:
+            self._first_at = loop.time()
         self._queue.append((item, fut, key))
         self._submitted = [(k, f) for k, f in self._submitted if not f.done()]
         self._submitted.append((key, fut))
         if len(self._queue) >= self.size:
             self._flush()
-        elif self._timer is None:
-            self._timer = self.dispatcher.loop.call_later(self.linger, self._flush)
+        else:
+            if self._timer is not None:
+                self._timer.cancel()
+            due = min(loop.time() + self.linger, self._first_at + self.max_wait)
+            self._timer = loop.call_at(due, self._flush)
         return await fut
 
     async def settle_before(self, key: tuple) -> None:

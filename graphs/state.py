@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, TypedDict
 
 ArticleStatus = Literal["new", "unchanged", "duplicate", "near_duplicate", "skipped", "failed"]
-Route = Literal["process", "short", "duplicate", "unchanged", "recorded"]
+Route = Literal["process", "short", "empty", "unchanged", "recorded"]
 
 
 @dataclass
@@ -20,13 +20,11 @@ class RunContext:
     """Per-run knobs, editable in Studio; defaults suit a daily run on a small fleet."""
 
     min_words: int = 30
-    """An article with fewer words is stored and embedded but not summarized ('skipped')."""
+    """A text with fewer words is its own summary (extractive), never sent to the LLM."""
     summary_words: int = 60
     """Word budget of a summary."""
-    near_duplicate_threshold: float = 0.85
-    """Cosine similarity at or above which an article is a near-duplicate of an earlier one."""
     near_duplicate_days: float = 3.0
-    """How far back (days before the article) the near-duplicate check looks."""
+    """How far around an article's date (days either side) copies of its text are looked for."""
     prefer_llm: bool = True
     """Summarize with the LLM when one is configured (else the extractive summarizer)."""
     queue_deadline_seconds: float = 900.0
@@ -56,6 +54,9 @@ class RunContext:
     the baseline's rate for its topic (2.0: a 1-in-100 day)."""
     trend_min_novelty: float = 0.40
     """Minimum novelty to trend: 1 minus the similarity to the closest baseline article."""
+    trend_developing_burst: float = 4.0
+    """A burst this large trends whatever its novelty (a developing story: earlier coverage,
+    then a much larger wave in the window; 4.0 is a 1-in-10,000 day)."""
     label_with_llm: bool = True
     """Label trending stories with the LLM when one is configured (else the most
     representative headline and the top keywords)."""
@@ -69,7 +70,7 @@ class ArticleState(TypedDict, total=False):
     run_id: str
     """The run this processing belongs to (input)."""
     route: Route
-    """What plan decided: full processing, too short, exact duplicate, or nothing to do."""
+    """What plan decided: full processing, a short text, no text, or nothing to do."""
     content_hash: str
     """The content the plan saw; recorded as processed when the article is done."""
     placed_at: float

@@ -3,20 +3,19 @@
 `build_stories` reads the window's articles and the baseline before it, groups the window into
 stories (`tasks.stories`: names, figures and language-aligned vectors, average link), scores
 each for a burst and stores them per run, replacing any earlier set. The trend of a story is
-its distinct sources today against the rate the baseline predicts for the same topic (a Poisson
-tail), weighed by novelty (how unlike any baseline article it is). `label_story` asks the LLM
+its independent texts today against the rate the baseline predicts for the same topic
+(`tasks.trends`; copies of one text count once). `label_story` asks the LLM
 for a label and synthesis of one trending story; any failure keeps the offline label. Scoring is
 plain functions over counts; tasks only read, call them and upsert. Nothing here renders.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import math
 import re
 from collections import Counter
-from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,74 +42,18 @@ from .stories import (
     story_id,
     top_keywords,
 )
+from .summarize import split_sentences
+from .trends import (
+    TrendParams,
+    expected_sources,
+    is_trending,
+    timeline,
+    trend_score,
+)
+
+__all__ = ["TrendParams", "analyze_window", "build_stories", "label_story"]
 
 log = logging.getLogger(__name__)
-
-PRIOR_SOURCES = 0.5  # pseudo-count of baseline sources: an unseen topic is not impossible
-
-
-@dataclass(frozen=True)
-class TrendParams:
-    """Grouping and trend thresholds (the daily graph passes its RunContext values)."""
-
-    story_threshold: float = 0.39
-    anchor_weight: float = 1.5
-    baseline_days: float = 7.0
-    baseline_match: float = 0.35
-    trend_min_sources: int = 3
-    trend_min_burst: float = 2.0
-    trend_min_novelty: float = 0.40
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> TrendParams:
-        """Parameters from a task argument; an unknown name is an error, not ignored."""
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown trend parameters: {sorted(unknown)}")
-        return cls(**values)
-
-
-# --- Trends ----------------------------------------------------------------------------
-
-
-def poisson_surprise(observed: int, expected: float) -> float:
-    """-log10 P(X >= observed) for X ~ Poisson(expected): how unlikely today's count is."""
-    if observed <= 0:
-        return 0.0
-    lam = max(float(expected), 1e-9)
-    log_terms, k = [], observed
-    while True:
-        log_terms.append(-lam + k * math.log(lam) - math.lgamma(k + 1))
-        if k > lam and log_terms[-1] < log_terms[0] - 40:
-            break
-        k += 1
-    top = max(log_terms)
-    log_p = top + math.log(sum(math.exp(t - top) for t in log_terms))
-    return max(0.0, -log_p / math.log(10))
-
-
-def expected_sources(matched: list[tuple[str, int]], slices: float) -> float:
-    """Sources per window the baseline predicts: distinct (source, slice) pairs among the
-    baseline articles on the same topic, averaged over the baseline's window-long slices."""
-    return (len(set(matched)) + PRIOR_SOURCES) / max(slices, 1.0)
-
-
-def trend_score(sources: int, expected: float, novelty: float) -> tuple[float, float]:
-    """(score, burst): burst is the Poisson surprise of today's distinct sources; the score
-    weighs it by novelty, so a story seen before ranks below a new one of the same size."""
-    burst = poisson_surprise(sources, expected)
-    return burst * max(0.0, min(1.0, novelty)), burst
-
-
-def is_trending(sources: int, burst: float, novelty: float, params: TrendParams) -> bool:
-    """Enough outlets, an unlikely volume for the topic, and not a rerun of the baseline."""
-    return (
-        sources >= params.trend_min_sources
-        and burst >= params.trend_min_burst
-        and novelty >= params.trend_min_novelty
-    )
-
 
 # --- Labels ----------------------------------------------------------------------------
 
@@ -149,6 +92,34 @@ def llm_label(lead_title: str, articles: list[dict[str, Any]]) -> StoryLabel:
 # --- Putting it together ---------------------------------------------------------------
 
 
+def root_of(article: dict[str, Any]) -> int:
+    """The kept article of a copy (itself when the article is a distinct text)."""
+    return int(article.get("duplicate_of") or article["id"])
+
+
+def one_line(summary: str | None, max_words: int = 30) -> str | None:
+    """The first sentence of a summary, within `max_words`."""
+    if not summary:
+        return None
+    first = (split_sentences(summary) or [summary])[0]
+    words = first.split()
+    return first if len(words) <= max_words else " ".join(words[:max_words]) + "…"
+
+
+def story_key(arts: list[dict[str, Any]]) -> str:
+    """What a story's texts depend on: its distinct texts and their content."""
+    parts = sorted({f"{root_of(a)}:{a.get('content_hash', '')}" for a in arts})
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def independent_sources(arts: list[dict[str, Any]]) -> list[str]:
+    """Outlets that wrote their own text: one per distinct text (copies add none)."""
+    first: dict[int, dict[str, Any]] = {}
+    for a in sorted(arts, key=lambda a: (root_of(a) != a["id"], a["placed_at"], a["id"])):
+        first.setdefault(root_of(a), a)
+    return sorted({a["feed_url"] for a in first.values()})
+
+
 def analyze_window(
     window: list[dict[str, Any]],
     baseline: list[dict[str, Any]],
@@ -161,8 +132,9 @@ def analyze_window(
     """Stories of the window (which starts at `window_start`), scored against the baseline
     (the articles before it), trending first.
 
-    Each article is a dict with id, title, body, canonical_url, feed_url, language, placed_at,
-    duplicate_of, summary and embedding (a unit vector, or None).
+    Each article is a dict with id, title, text, canonical_url, feed_url, language, placed_at,
+    duplicate_of, content_hash, summary (its kept text's) and embedding (a unit vector, or
+    None).
     """
     if not window:
         return []
@@ -175,7 +147,7 @@ def analyze_window(
         ]
     )
     vecs = align_languages(vecs, [a.get("language") for a in everything])
-    terms = [anchor_terms(a["title"], a["body"]) for a in everything]
+    terms = [anchor_terms(a["title"], a["text"]) for a in everything]
     anchors = anchor_similarity(terms[:nw], terms, terms)
     sim = combined_similarity(vecs[:nw] @ vecs.T, anchors, params.anchor_weight)
     window_sim = sim[:, :nw]
@@ -188,40 +160,55 @@ def analyze_window(
     stories = []
     for members in clusters:
         arts = [window[i] for i in members]
-        sources = sorted({a["feed_url"] for a in arts})
-        lead = window[representative(window_sim, members)]
+        carriers = sorted({a["feed_url"] for a in arts})
+        sources = independent_sources(arts)
+        texts = len({root_of(a) for a in arts})
+        kept = [i for i in members if root_of(window[i]) == window[i]["id"]] or members
+        lead = window[representative(window_sim, kept)]
         first = min(arts, key=lambda a: (a["placed_at"], a["id"]))
         novelty, expected = 1.0, expected_sources([], slices)
+        earlier: list[datetime] = []
         if baseline:
             to_base = sim[np.ix_(members, range(nw, len(everything)))]
             novelty = float(1.0 - to_base.max())
             matched = []
             for j in np.nonzero(to_base.mean(axis=0) >= params.baseline_match)[0]:
                 b = baseline[int(j)]
+                if root_of(b) != b["id"]:
+                    continue  # a copy in the baseline is not another text
                 age = window_start - b["placed_at"]
                 matched.append((b["feed_url"], int(age / timedelta(hours=window_hours))))
+                earlier.append(b["placed_at"])
             expected = expected_sources(matched, slices)
         score, burst = trend_score(len(sources), expected, novelty)
         trending = is_trending(len(sources), burst, novelty, params)
         stories.append(
             {
                 "id": story_id(first["canonical_url"]),
+                "key": story_key(arts),
                 "label": lead["title"],
                 "synthesis": lead.get("summary") if trending else None,
+                "summary": lead.get("summary") if trending else one_line(lead.get("summary")),
                 "keywords": top_keywords(
-                    [(a["title"], a["body"]) for a in arts], df, len(everything)
+                    [(a["title"], a["text"]) for a in arts], df, len(everything)
                 ),
                 "article_ids": [a["id"] for a in arts],
-                "sources": sources,
+                "sources": carriers,
+                "independent_texts": texts,
                 "trend_score": round(score, 4),
                 "is_trending": trending,
                 "label_source": "offline",
                 "signals": {
                     "sources": len(sources),
+                    "independent_texts": texts,
+                    "carriers": len(carriers),
                     "articles": len(arts),
                     "expected_sources": round(expected, 3),
                     "burst": round(burst, 3),
                     "novelty": round(novelty, 3),
+                    "timeline": timeline(
+                        window_start, window_hours, int(round(slices)), earlier, texts
+                    ),
                 },
             }
         )
@@ -272,12 +259,25 @@ def build_stories(
     max_retries=3,
 )
 def label_story(run_id: str, story_id: str) -> dict:
-    """Label one story with the LLM; on any LLM failure the offline label stays (recorded)."""
+    """Label one story with the LLM; on any LLM failure the offline label stays (recorded).
+
+    A story whose texts are unchanged since it was labelled reuses that label: a re-run over
+    the same content asks the LLM nothing."""
     with connection() as conn:
         story = runs.get_story(conn, run_id, story_id)
         if story is None:
             raise LookupError(f"no story {story_id} in run {run_id}")
-        articles = store.articles_for_display(conn, story["article_ids"])
+        cached = runs.story_text(conn, story["key"]) if story.get("key") else None
+        if cached is not None and cached["source"] == "llm":
+            runs.set_story_label(
+                conn, run_id, story_id, label=cached["label"], synthesis=cached["synthesis"],
+                label_source="llm",
+            )  # fmt: skip
+            return {"story_id": story_id, "label_source": "llm", "cached": True}
+        articles = [
+            a for a in store.articles_for_display(conn, story["article_ids"])
+            if a.get("duplicate_of") is None
+        ]  # fmt: skip
     try:
         result = llm_label(story["label"], articles)
     except TransientError:
@@ -285,13 +285,12 @@ def label_story(run_id: str, story_id: str) -> dict:
     except Exception as exc:  # noqa: BLE001 - any LLM failure: the offline label stays
         log.warning("story %s: LLM label failed, keeping the offline one: %s", story_id, exc)
         return {"story_id": story_id, "label_source": "offline", "note": str(exc)[:300]}
+    label, synthesis = result.label.strip(), result.synthesis.strip()
     with connection() as conn:
         runs.set_story_label(
-            conn,
-            run_id,
-            story_id,
-            label=result.label.strip(),
-            synthesis=result.synthesis.strip(),
-            label_source="llm",
+            conn, run_id, story_id, label=label, synthesis=synthesis, label_source="llm"
         )
-    return {"story_id": story_id, "label_source": "llm"}
+        if story.get("key"):
+            runs.save_story_text(conn, story["key"], label=label, synthesis=synthesis,
+                                 source="llm")  # fmt: skip
+    return {"story_id": story_id, "label_source": "llm", "cached": False}

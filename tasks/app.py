@@ -37,6 +37,7 @@ ROUTES = {
     "tasks.classify.*": {"queue": "embed"},
     "tasks.analyze.*": {"queue": "analyze"},
     "tasks.store.*": {"queue": "analyze"},
+    "tasks.copycheck.*": {"queue": "analyze"},
     "tasks.publish.*": {"queue": "publish"},
     "graphs.orchestrate.*": {"queue": "orchestrate"},
 }
@@ -133,6 +134,7 @@ app = Celery(
         "tasks.embed",
         "tasks.analyze",
         "tasks.store",
+        "tasks.copycheck",
         "tasks.health",
         "tasks.classify",
         "tasks.publish",

@@ -77,7 +77,7 @@ def classify_article(article_id: int) -> dict:
     with connection() as conn:
         article = store.get_article(conn, article_id)
         vector = store.article_vector(conn, article_id)
-    category, tags = classify(vector, article["title"], article["body"])
+    category, tags = classify(vector, article["title"], article["text"])
     with connection() as conn:
         store.set_classification(conn, article_id, category=category, tags=tags)
     return {"article_id": article_id, "category": category, "tags": tags}

@@ -30,7 +30,7 @@ def embed_articles(article_ids: list[int]) -> dict[str, list[int]]:
         current = store.current_embeddings(conn, article_ids, embedder.name)
         todo = store.get_articles(conn, [i for i in article_ids if i not in current])
     if todo:
-        vectors = embedder.embed_batch([embedding_text(a["title"], a["body"]) for a in todo])
+        vectors = embedder.embed_batch([embedding_text(a["title"], a["text"]) for a in todo])
         with connection() as conn:
             store.store_embeddings(
                 conn,

@@ -64,11 +64,12 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "canonical_url": a["canonical_url"],
                 "title": a["title"],
                 "feed_url": a["feed_url"],
+                "source": a["feed_title"] or a["feed_url"],
                 "published": _iso(a["published"]),
                 "date_source": a["date_source"],
                 "first_seen": _iso(a["first_seen"]),
                 "in_window": start < placed <= as_of,
-                "status": a["status"],
+                "status": _status(a),
                 "duplicate_of": a["duplicate_of"],
                 "story_id": story_of.get(a["id"]),
                 "summary": a["summary"],
@@ -76,36 +77,14 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "key_points": a["key_points"] or [],
                 "tags": a["tags"] or [],
                 "category": a["category"],
+                "text_source": a.get("text_source") or "feed",
+                "text_error": a.get("text_error"),
                 "error": a["error"] or a["summary_note"],
             }
         )
     for a in shown:
         url_of.setdefault(a["id"], a["canonical_url"])
-    out_stories = [
-        {
-            "id": s["id"],
-            "label": s["label"],
-            "synthesis": s["synthesis"],
-            "keywords": s["keywords"],
-            "article_urls": [url_of[aid] for aid in s["article_ids"] if aid in url_of],
-            "sources": s["sources"],
-            "trend_score": round(float(s["trend_score"]), 4),
-            "is_trending": bool(s["is_trending"]),
-            "label_source": s.get("label_source", "offline"),
-            "signals": s.get("signals") or {},
-            "articles": [
-                {
-                    "url": details[aid]["canonical_url"],
-                    "title": details[aid]["title"],
-                    "source": details[aid]["feed_title"] or details[aid]["feed_url"],
-                    "published": _iso(details[aid]["placed_at"]),
-                }
-                for aid in s["article_ids"]
-                if aid in details
-            ],
-        }
-        for s in stories
-    ]
+    out_stories = [_story(s, details, url_of) for s in stories]
     counts: dict[str, int] = {}
     for a in out_articles:
         counts[a["status"]] = counts.get(a["status"], 0) + 1
@@ -139,6 +118,55 @@ def build_digest(run_id: str) -> dict[str, Any]:
             "trending": sum(s["is_trending"] for s in out_stories),
             **{f"articles_{k}": v for k, v in sorted(counts.items())},
         },
+    }
+
+
+def _status(a: dict[str, Any]) -> str:
+    """The run's outcome for an article; one summarized as new and later found to be a copy of
+    an earlier published text (whose feed was read after it) shows as that copy."""
+    if a["status"] == "new" and a["duplicate_of"] and a["state"] in ("duplicate", "near_duplicate"):
+        return str(a["state"])
+    return str(a["status"])
+
+
+def _story(s: dict[str, Any], details: dict[int, dict], url_of: dict[int, str]) -> dict[str, Any]:
+    """A story of the digest: its distinct texts, each with the outlets that also carried it."""
+    kept: dict[int, dict[str, Any]] = {}
+    members = [details[aid] for aid in s["article_ids"] if aid in details]
+    ids = {a["id"] for a in members}
+    for a in members:  # oldest first: a text's kept article comes before its copies
+        root = a["duplicate_of"] if a["duplicate_of"] in ids else a["id"]
+        if root not in kept:
+            kept[root] = {
+                "url": a["canonical_url"],
+                "title": a["title"],
+                "source": a["feed_title"] or a["feed_url"],
+                "published": _iso(a["placed_at"]),
+                "summary": a["summary"],
+                "also_in": [],
+            }
+        else:
+            kept[root]["also_in"].append(
+                {"source": a["feed_title"] or a["feed_url"], "url": a["canonical_url"],
+                 "title": a["title"]}
+            )  # fmt: skip
+    signals = dict(s.get("signals") or {})
+    timeline = signals.pop("timeline", [])
+    return {
+        "id": s["id"],
+        "label": s["label"],
+        "synthesis": s["synthesis"],
+        "summary": s.get("summary") or s["synthesis"],
+        "keywords": s["keywords"],
+        "article_urls": [url_of[aid] for aid in s["article_ids"] if aid in url_of],
+        "sources": s["sources"],
+        "independent_texts": s.get("independent_texts") or len(kept),
+        "trend_score": round(float(s["trend_score"]), 4),
+        "is_trending": bool(s["is_trending"]),
+        "label_source": s.get("label_source", "offline"),
+        "signals": signals,
+        "timeline": timeline,
+        "articles": list(kept.values()),
     }
 
 

@@ -170,10 +170,10 @@ def summarize_article(self, article_id: int, prefer: str = "llm", max_words: int
     note = None
     result: ArticleSummary | None = None
     if use_llm:
-        result, note = llm_summary(article["title"], article["body"], max_words)
+        result, note = llm_summary(article["title"], article["text"], max_words)
     if result is None:
         source = "extractive"
-        text = extractive_summary(article["title"], article["body"], get_embedder(), max_words)
+        text = extractive_summary(article["title"], article["text"], get_embedder(), max_words)
         result = ArticleSummary(summary=text)
     with connection() as conn:
         store.store_summary(

@@ -59,7 +59,7 @@ def test_langgraph_dev_serves_both_graphs_and_runs_the_article_graph(db, fleet_w
         assert set(by_graph) == {"article", "daily"}
         drawn = httpx.get(f"{base}/assistants/{by_graph['article']}/graph", timeout=10).json()
         nodes = {n["id"] for n in drawn["nodes"]}
-        assert {"plan", "embed", "near_duplicate", "summarize", "classify", "store"} <= nodes
+        assert {"plan", "copies", "embed", "summarize", "classify", "store"} <= nodes
         thread = httpx.post(f"{base}/threads", json={}, timeout=10).json()["thread_id"]
         result = httpx.post(
             f"{base}/threads/{thread}/runs/wait",

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from graphs.state import RunContext
-from tasks.analyze import (
+from tasks.analyze import analyze_window
+from tasks.trends import (
     TrendParams,
-    analyze_window,
     expected_sources,
     is_trending,
     poisson_surprise,
@@ -44,7 +44,7 @@ def article(
     return {
         "id": aid,
         "title": title or f"{topic} update",
-        "body": body or NEWS[topic],
+        "text": body or NEWS[topic],
         "url": f"https://{feed}.example/{aid}",
         "canonical_url": f"https://{feed}.example/{aid}",
         "feed_url": f"https://{feed}.example/feed",

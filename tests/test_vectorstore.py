@@ -79,16 +79,3 @@ def test_embeddings_are_found_by_cosine_and_skipped_when_current(db) -> None:
         assert store.current_embeddings(conn, ids, "another-model") == set()
         hits = store.nearest_articles(conn, vecs[7], limit=3)
         assert hits[0]["id"] == ids[7] and hits[0]["similarity"] > 0.99
-
-
-def test_duplicates_agree_on_the_earliest_original_whatever_the_order(db) -> None:
-    from dataclasses import replace
-
-    with db.connection() as conn:
-        feed = feed_store.upsert_feed(conn, "f")
-        late = replace(_article(1, "same"), published=datetime(2026, 11, 26, 12, tzinfo=UTC))
-        early = replace(_article(2, "same"), published=datetime(2026, 11, 25, 12, tzinfo=UTC))
-        mid = replace(_article(3, "same"), published=datetime(2026, 11, 26, 1, tzinfo=UTC))
-        ids = store.upsert_articles(conn, feed, [late, early, mid])
-        links = {aid: store.first_with_hash(conn, "h-same", aid) for aid in reversed(ids)}
-        assert links == {ids[0]: ids[1], ids[1]: None, ids[2]: ids[1]}

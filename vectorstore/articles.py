@@ -18,6 +18,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 FINAL_STATES = ("processed", "duplicate", "near_duplicate", "skipped")
+# The text an article is processed from: its feed text (the page text once fetched).
+TEXT_SQL = "a.body"
+TEXT_SOURCE_SQL = "'feed'"
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,8 @@ def get_article(conn: psycopg.Connection, article_id: int) -> dict[str, Any]:
     row = (
         conn.cursor(row_factory=dict_row)
         .execute(
-            "SELECT a.*, f.url AS feed_url FROM articles a JOIN feeds f ON f.id = a.feed_id "
-            "WHERE a.id = %s",
+            f"SELECT a.*, {TEXT_SQL} AS text, {TEXT_SOURCE_SQL} AS text_source, "
+            "f.url AS feed_url FROM articles a JOIN feeds f ON f.id = a.feed_id WHERE a.id = %s",
             (article_id,),
         )
         .fetchone()
@@ -110,23 +113,12 @@ def get_article(conn: psycopg.Connection, article_id: int) -> dict[str, Any]:
 def get_articles(conn: psycopg.Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
     return (
         conn.cursor(row_factory=dict_row)
-        .execute("SELECT * FROM articles WHERE id = ANY(%s) ORDER BY id", (list(ids),))
+        .execute(
+            f"SELECT a.*, {TEXT_SQL} AS text FROM articles a WHERE a.id = ANY(%s) ORDER BY a.id",
+            (list(ids),),
+        )
         .fetchall()
     )
-
-
-def first_with_hash(conn: psycopg.Connection, content_hash: str, article_id: int) -> int | None:
-    """The article a duplicate links to: the earliest (placed, then id) with the same content.
-
-    None when `article_id` is itself the earliest. Deterministic whatever order articles are
-    planned in, so concurrent plans agree on one original.
-    """
-    row = conn.execute(
-        "SELECT id FROM articles WHERE content_hash = %s "
-        "ORDER BY coalesce(published, first_seen), id LIMIT 1",
-        (content_hash,),
-    ).fetchone()
-    return int(row[0]) if row and int(row[0]) != article_id else None
 
 
 def set_article_outcome(
@@ -139,12 +131,25 @@ def set_article_outcome(
     content_hash: str | None = None,
 ) -> None:
     """Record how processing ended; `processed_hash` marks which content that outcome is for
-    (a failed article is not tried again for the same content unless asked to)."""
+    (a failed article is not tried again for the same content unless asked to).
+
+    A distinct text (`processed`) keeps the copy link the copy decision left on it: when an
+    earlier copy of its text arrived while it was being summarized, it was re-pointed there.
+    """
     conn.execute(
-        "UPDATE articles SET state = %s, duplicate_of = %s, error = %s, "
-        "processed_hash = coalesce(%s, content_hash) WHERE id = %s",
-        (state, duplicate_of, error, content_hash, article_id),
-    )
+        """
+        UPDATE articles SET
+            state = CASE WHEN %(state)s = 'processed' AND duplicate_of IS NOT NULL
+                          AND state IN ('duplicate', 'near_duplicate') THEN state
+                         ELSE %(state)s END,
+            duplicate_of = CASE WHEN %(state)s IN ('duplicate', 'near_duplicate') THEN %(dup)s
+                                WHEN %(state)s = 'processed' THEN duplicate_of ELSE NULL END,
+            error = %(error)s, processed_hash = coalesce(%(hash)s, content_hash)
+        WHERE id = %(id)s
+        """,
+        {"state": state, "dup": duplicate_of, "error": error, "hash": content_hash,
+         "id": article_id},
+    )  # fmt: skip
 
 
 def store_summary(
@@ -268,12 +273,13 @@ def analysis_articles(
     rows = (
         conn.cursor(row_factory=dict_row)
         .execute(
-            """
-        SELECT a.id, a.title, a.body, a.url, a.canonical_url, a.state, a.duplicate_of,
-               a.language, coalesce(a.published, a.first_seen) AS placed_at,
+            f"""
+        SELECT a.id, a.title, {TEXT_SQL} AS text, a.url, a.canonical_url, a.state, a.duplicate_of,
+               a.content_hash, a.language, coalesce(a.published, a.first_seen) AS placed_at,
                f.url AS feed_url, f.title AS feed_title, s.summary, e.embedding
         FROM articles a JOIN feeds f ON f.id = a.feed_id
-        LEFT JOIN summaries s ON s.article_id = a.id AND s.content_hash = a.content_hash
+        JOIN articles r ON r.id = coalesce(a.duplicate_of, a.id)
+        LEFT JOIN summaries s ON s.article_id = r.id AND s.content_hash = r.content_hash
         LEFT JOIN embeddings e ON e.article_id = a.id
         WHERE coalesce(a.published, a.first_seen) > %s
           AND coalesce(a.published, a.first_seen) <= %s
@@ -306,9 +312,10 @@ def articles_for_display(conn: psycopg.Connection, ids: Sequence[int]) -> list[d
             """
         SELECT a.id, a.title, a.url, a.canonical_url, a.language, a.published, a.first_seen,
                coalesce(a.published, a.first_seen) AS placed_at, f.url AS feed_url,
-               f.title AS feed_title, s.summary
+               f.title AS feed_title, s.summary, a.duplicate_of
         FROM articles a JOIN feeds f ON f.id = a.feed_id
-        LEFT JOIN summaries s ON s.article_id = a.id AND s.content_hash = a.content_hash
+        JOIN articles r ON r.id = coalesce(a.duplicate_of, a.id)
+        LEFT JOIN summaries s ON s.article_id = r.id AND s.content_hash = r.content_hash
         WHERE a.id = ANY(%s)
         ORDER BY coalesce(a.published, a.first_seen), a.id
         """,

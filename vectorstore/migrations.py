@@ -145,6 +145,41 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE feeds ADD COLUMN last_article_ids bigint[] NOT NULL DEFAULT '{{}}';
         """,
     ),
+    (
+        "0004_copies_and_carriers",
+        """
+        CREATE TABLE fingerprints (
+            article_id bigint PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+            text_hash text NOT NULL,
+            minhash bytea NOT NULL,
+            bands bigint[] NOT NULL,
+            words integer NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX fingerprints_bands ON fingerprints USING gin (bands);
+
+        CREATE TABLE carriers (
+            article_id bigint NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+            feed_id bigint NOT NULL REFERENCES feeds(id),
+            guid text NOT NULL,
+            url text NOT NULL,
+            first_seen timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (article_id, feed_id)
+        );
+
+        ALTER TABLE stories ADD COLUMN summary text;
+        ALTER TABLE stories ADD COLUMN key text;
+        ALTER TABLE stories ADD COLUMN independent_texts integer;
+
+        CREATE TABLE story_texts (
+            key text PRIMARY KEY,
+            label text NOT NULL,
+            synthesis text,
+            source text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 ]
 
 

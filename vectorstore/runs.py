@@ -147,19 +147,28 @@ def run_feeds(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
 
 
 def run_articles(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
-    """Every article this run read, with its stored summary and duplicate link."""
+    """Every article this run read, with its summary (a copy: its kept article's), its copy
+    link and its outlet."""
     return (
         conn.cursor(row_factory=dict_row)
         .execute(
             """
         SELECT a.id, a.url, a.canonical_url, a.title, a.published, a.first_seen,
-               a.date_source, a.language, ra.feed_url, ra.status, ra.error,
-               d.canonical_url AS duplicate_of, s.summary, s.source AS summary_source,
-               s.key_points, s.tags, s.category, s.note AS summary_note
+               a.date_source, a.language, a.state, ra.feed_url, ra.status, ra.error,
+               f.title AS feed_title, a.duplicate_of AS duplicate_of_id,
+               d.canonical_url AS duplicate_of,
+               coalesce(s.summary, ds.summary) AS summary,
+               coalesce(s.source, ds.source) AS summary_source,
+               coalesce(s.key_points, ds.key_points) AS key_points,
+               coalesce(s.tags, ds.tags) AS tags, coalesce(s.category, ds.category) AS category,
+               s.note AS summary_note
         FROM run_articles ra
         JOIN articles a ON a.id = ra.article_id
+        JOIN feeds f ON f.id = a.feed_id
         LEFT JOIN articles d ON d.id = a.duplicate_of
         LEFT JOIN summaries s ON s.article_id = a.id AND s.content_hash = a.content_hash
+                             AND a.duplicate_of IS NULL
+        LEFT JOIN summaries ds ON ds.article_id = d.id AND ds.content_hash = d.content_hash
         WHERE ra.run_id = %s
         ORDER BY coalesce(a.published, a.first_seen) DESC, a.id
         """,
@@ -178,7 +187,8 @@ def replace_stories(
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO stories (run_id, id, label, synthesis, keywords, article_ids, "
-                "sources, trend_score, is_trending) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "sources, trend_score, is_trending, summary, key, independent_texts) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
                         run_id,
@@ -190,6 +200,9 @@ def replace_stories(
                         list(s["sources"]),
                         float(s.get("trend_score", 0.0)),
                         bool(s.get("is_trending", False)),
+                        s.get("summary"),
+                        s.get("key"),
+                        s.get("independent_texts"),
                     )
                     for s in stories
                 ],
@@ -248,11 +261,32 @@ def set_story_label(
     synthesis: str | None,
     label_source: str,
 ) -> None:
-    """Replace a story's label and synthesis (idempotent)."""
+    """Replace a story's label and synthesis (its summary too) (idempotent)."""
     conn.execute(
-        "UPDATE stories SET label = %s, synthesis = %s, label_source = %s "
-        "WHERE run_id = %s AND id = %s",
-        (label, synthesis, label_source, run_id, story_id),
+        "UPDATE stories SET label = %s, synthesis = %s, summary = coalesce(%s, summary), "
+        "label_source = %s WHERE run_id = %s AND id = %s",
+        (label, synthesis, synthesis, label_source, run_id, story_id),
+    )
+
+
+def story_text(conn: psycopg.Connection, key: str) -> dict[str, Any] | None:
+    """A story text written earlier for the same texts (label, synthesis, source), if any."""
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM story_texts WHERE key = %s", (key,))
+        .fetchone()
+    )
+
+
+def save_story_text(
+    conn: psycopg.Connection, key: str, *, label: str, synthesis: str | None, source: str
+) -> None:
+    """Keep a story's text for reuse while its texts are unchanged."""
+    conn.execute(
+        "INSERT INTO story_texts (key, label, synthesis, source) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET label = EXCLUDED.label, "
+        "synthesis = EXCLUDED.synthesis, source = EXCLUDED.source, created_at = now()",
+        (key, label, synthesis, source),
     )
 
 
