@@ -237,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Resumed unfinished run {result.run_id}.")
         print(
             format_report(
-                result.run_id, result.final, result.timings, settings.modes(), args.out,
+                result.run_id,
+                result.final,
+                result.timings,
+                settings.modes(),
+                args.out,
                 window_note=window_note,
             )  # fmt: skip
         )

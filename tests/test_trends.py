@@ -10,6 +10,7 @@ import pytest
 
 from graphs.state import RunContext
 from tasks.analyze import analyze_window
+from tasks.stories import anchor_terms, average_link, story_id
 from tasks.trends import (
     TrendParams,
     expected_sources,
@@ -17,7 +18,6 @@ from tasks.trends import (
     poisson_surprise,
     trend_score,
 )
-from tasks.stories import anchor_terms, average_link, story_id
 
 WINDOW_START = datetime(2026, 11, 19, 7, tzinfo=UTC)
 PARAMS = TrendParams()

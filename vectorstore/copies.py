@@ -66,8 +66,13 @@ def candidates(
           AND a.state <> 'failed'
           AND coalesce(a.published, a.first_seen) BETWEEN %(since)s AND %(until)s
         """,
-            {"id": article_id, "bands": list(bands), "hash": text_hash, "since": since,
-             "until": until},
+            {
+                "id": article_id,
+                "bands": list(bands),
+                "hash": text_hash,
+                "since": since,
+                "until": until,
+            },
         )  # fmt: skip
         .fetchall()
     )
