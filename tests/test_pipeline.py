@@ -109,3 +109,48 @@ def test_llm_summaries_keep_the_system_message_fixed_and_the_article_in_its_slot
         slot = holder[0].split("<<<ARTICLE", 1)[1].split("ARTICLE>>>", 1)[0]
         assert title in slot
         assert title not in next(iter(systems))
+
+
+def _feed(path: Path, link: str, body: str) -> Path:
+    path.write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>' + path.stem + "</title>"
+        "<link>https://" + path.stem + ".example/</link><item><title>Harbour cranes idle</title>"
+        f"<link>{link}</link><guid>{path.stem}-1</guid>"
+        "<pubDate>Thu, 26 Nov 2026 12:00:00 +0000</pubDate>"
+        f"<description>{body}</description></item></channel></rss>",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_a_url_in_two_feeds_keeps_its_full_text_whatever_order_they_are_read(
+    db, fleet_worker, llm_server, tmp_path: Path
+) -> None:
+    link = "https://wire.example/cranes"
+    full = " ".join(
+        f"Sentence {i} says the harbour cranes at Port Calder stood idle for a {i}th day."
+        for i in range(12)
+    )
+    feeds = [
+        _feed(tmp_path / "fulltext.xml", link, full),
+        _feed(tmp_path / "teasers.xml", link, "Harbour cranes idle… Read more"),
+    ]
+    llm_server.reset()
+    statuses = []
+    for run, order in enumerate((feeds, feeds[::-1], feeds)):
+        listing = tmp_path / f"list-{run}.txt"
+        listing.write_text("\n".join(str(f) for f in order) + "\n")
+        digest = run_graph(tmp_path / f"out-{run}", f"run-order-{run}", feeds=listing)
+        (article,) = digest["articles"]
+        statuses.append(article["status"])
+        assert article["summary"] and "idle for a" in article["summary"], run
+        if run == 0:
+            requests_after_first = len(llm_server.requests)
+            with db.connection() as conn:
+                stored = conn.execute("SELECT body, feed_id FROM articles").fetchall()
+    assert statuses == ["new", "unchanged", "unchanged"]
+    assert len(llm_server.requests) == requests_after_first  # no LLM call about it again
+    with db.connection() as conn:
+        assert conn.execute("SELECT body, feed_id FROM articles").fetchall() == stored
+        assert stored[0][0] == full

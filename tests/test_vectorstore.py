@@ -79,3 +79,30 @@ def test_embeddings_are_found_by_cosine_and_skipped_when_current(db) -> None:
         assert store.current_embeddings(conn, ids, "another-model") == set()
         hits = store.nearest_articles(conn, vecs[7], limit=3)
         assert hits[0]["id"] == ids[7] and hits[0]["similarity"] > 0.99
+
+
+def test_the_fullest_body_wins_whatever_feed_is_read_first_and_the_source_stays(db) -> None:
+    """One article per canonical URL: a teaser from a second feed never replaces the full text,
+    the first feed stays the source, the other is a carrier; the order does not matter."""
+    from dataclasses import replace
+
+    url = "https://wire.example/story"
+    full = _article(1, "The full text of the story " * 20, url=url)
+    teaser = replace(_article(2, "The full text…", url=url), guid="other-guid")
+    for order in (("full", "teaser"), ("teaser", "full"), ("full", "teaser")):
+        with db.connection() as conn:
+            conn.execute("TRUNCATE carriers, articles, feeds RESTART IDENTITY CASCADE")
+            feeds = {name: feed_store.upsert_feed(conn, name) for name in order}
+            rows = {"full": full, "teaser": teaser}
+            ids = {store.upsert_articles(conn, feeds[name], [rows[name]])[0] for name in order}
+            for name in order:  # a second pass over both feeds changes nothing
+                store.upsert_articles(conn, feeds[name], [rows[name]])
+            assert len(ids) == 1, order
+            article = store.get_article(conn, ids.pop())
+            assert article["body"] == full.body, order
+            assert article["feed_id"] == feeds[order[0]], order  # the source stays the first
+            carried = conn.execute(
+                "SELECT feed_id FROM carriers WHERE article_id = %s ORDER BY feed_id",
+                (article["id"],),
+            ).fetchall()
+            assert {r[0] for r in carried} == set(feeds.values())
