@@ -46,6 +46,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
         articles = runs.run_articles(conn, run_id)
         stories = runs.stories(conn, run_id)
         shown = store.articles_for_display(conn, [i for s in stories for i in s["article_ids"]])
+        carried = store.carriers_of(conn, [a["id"] for a in shown])
     details = {a["id"]: a for a in shown}
     as_of: datetime = run["as_of"]
     start = as_of - timedelta(hours=run["window_hours"])
@@ -84,7 +85,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
         )
     for a in shown:
         url_of.setdefault(a["id"], a["canonical_url"])
-    out_stories = [_story(s, details, url_of) for s in stories]
+    out_stories = [_story(s, details, url_of, carried) for s in stories]
     counts: dict[str, int] = {}
     for a in out_articles:
         counts[a["status"]] = counts.get(a["status"], 0) + 1
@@ -129,8 +130,14 @@ def _status(a: dict[str, Any]) -> str:
     return str(a["status"])
 
 
-def _story(s: dict[str, Any], details: dict[int, dict], url_of: dict[int, str]) -> dict[str, Any]:
-    """A story of the digest: its distinct texts, each with the outlets that also carried it."""
+def _story(
+    s: dict[str, Any],
+    details: dict[int, dict],
+    url_of: dict[int, str],
+    carried: dict[int, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """A story of the digest: its distinct texts, each with the outlets that also carried it
+    (copies of its text under other links, and other feeds listing the same link)."""
     kept: dict[int, dict[str, Any]] = {}
     members = [details[aid] for aid in s["article_ids"] if aid in details]
     ids = {a["id"] for a in members}
@@ -150,6 +157,8 @@ def _story(s: dict[str, Any], details: dict[int, dict], url_of: dict[int, str]) 
                 {"source": a["feed_title"] or a["feed_url"], "url": a["canonical_url"],
                  "title": a["title"]}
             )  # fmt: skip
+        for c in carried.get(a["id"], []):
+            kept[root]["also_in"].append({**c, "title": a["title"]})
     signals = dict(s.get("signals") or {})
     timeline = signals.pop("timeline", [])
     return {

@@ -39,34 +39,49 @@ class NewArticle:
     language: str | None = None
 
 
+# The source feed's own fields (title, link) change only when that feed changes them; another
+# feed that carries the same canonical URL never rewrites them (it is recorded as a carrier).
 _UPSERT = """
 INSERT INTO articles (feed_id, guid, url, canonical_url, title, body, content_hash,
                       published, date_source, author, language)
 VALUES (%(feed_id)s, %(guid)s, %(url)s, %(canonical_url)s, %(title)s, %(body)s,
         %(content_hash)s, %(published)s, %(date_source)s, %(author)s, %(language)s)
 ON CONFLICT (canonical_url) DO UPDATE SET
-    title = EXCLUDED.title, body = EXCLUDED.body, url = EXCLUDED.url,
-    published = coalesce(EXCLUDED.published, articles.published),
-    date_source = CASE WHEN EXCLUDED.published IS NULL THEN articles.date_source
-                       ELSE EXCLUDED.date_source END,
-    author = coalesce(EXCLUDED.author, articles.author),
-    language = coalesce(EXCLUDED.language, articles.language),
-    state = CASE WHEN articles.content_hash = EXCLUDED.content_hash THEN articles.state
-                 ELSE 'pending' END,
-    updated_at = CASE WHEN articles.content_hash = EXCLUDED.content_hash THEN articles.updated_at
-                      ELSE now() END,
-    content_hash = EXCLUDED.content_hash
+    title = CASE WHEN articles.feed_id = EXCLUDED.feed_id THEN EXCLUDED.title
+                 ELSE articles.title END,
+    url = CASE WHEN articles.feed_id = EXCLUDED.feed_id THEN EXCLUDED.url ELSE articles.url END,
+    published = coalesce(articles.published, EXCLUDED.published),
+    date_source = CASE WHEN articles.published IS NULL THEN EXCLUDED.date_source
+                       ELSE articles.date_source END,
+    author = coalesce(articles.author, EXCLUDED.author),
+    language = coalesce(articles.language, EXCLUDED.language)
 RETURNING id
 """
 
 _UPDATE_BY_GUID = """
 UPDATE articles SET canonical_url = %(canonical_url)s, url = %(url)s, title = %(title)s,
-    body = %(body)s,
-    published = coalesce(%(published)s, published),
-    state = CASE WHEN content_hash = %(content_hash)s THEN state ELSE 'pending' END,
-    content_hash = %(content_hash)s, updated_at = now()
+    published = coalesce(%(published)s, published)
 WHERE feed_id = %(feed_id)s AND guid = %(guid)s
 RETURNING id
+"""
+
+_CARRY = """
+INSERT INTO carriers (article_id, feed_id, guid, url, body, content_hash)
+VALUES (%(article_id)s, %(feed_id)s, %(guid)s, %(url)s, %(body)s, %(content_hash)s)
+ON CONFLICT (article_id, feed_id) DO UPDATE SET guid = EXCLUDED.guid, url = EXCLUDED.url,
+    body = EXCLUDED.body, content_hash = EXCLUDED.content_hash
+"""
+
+# The article's text is the fullest its carriers have (ties: the source feed's, then the
+# earliest feed): a teaser never replaces fuller text, whatever order the feeds are read in.
+_FULLEST = """
+UPDATE articles a SET body = c.body, content_hash = c.content_hash, state = 'pending',
+    updated_at = now()
+FROM (SELECT body, content_hash FROM carriers WHERE article_id = %(article_id)s
+      ORDER BY length(body) DESC, feed_id <> (SELECT feed_id FROM articles
+                                               WHERE id = %(article_id)s), feed_id
+      LIMIT 1) c
+WHERE a.id = %(article_id)s AND a.content_hash <> c.content_hash
 """
 
 
@@ -75,8 +90,10 @@ def upsert_articles(
 ) -> list[int]:
     """Store entries: one row per canonical URL and per (feed, guid). Returns ids in order.
 
-    Unchanged content keeps its state (so it costs no model call again); changed content goes
-    back to `pending`.
+    The first feed to store a URL is its source; every feed that carries it (the source too)
+    is a carrier with its own text, and the article's text is the fullest of them. Unchanged
+    content keeps its state (so it costs no model call again); changed content goes back to
+    `pending`.
     """
     ids: list[int] = []
     seen: set[int] = set()
@@ -89,10 +106,36 @@ def upsert_articles(
             # Same (feed, guid) published under a new link: move the row to the new link.
             with conn.transaction():
                 row = conn.execute(_UPDATE_BY_GUID, params).fetchone()
-        if row is not None and row[0] not in seen:
+        if row is None:
+            continue
+        with conn.transaction():
+            # The row lock first: two feeds carrying one URL, ingested at once, then choose
+            # the fullest text one after the other, each seeing the other's carrier row.
+            conn.execute("SELECT 1 FROM articles WHERE id = %s FOR UPDATE", (row[0],))
+            conn.execute(_CARRY, {**params, "article_id": row[0]})
+            conn.execute(_FULLEST, {"article_id": row[0]})
+        if row[0] not in seen:
             seen.add(row[0])
             ids.append(int(row[0]))
     return ids
+
+
+def carriers_of(conn: psycopg.Connection, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Other feeds than the source that carry these articles: {article id: [{source, url}]}."""
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT c.article_id, coalesce(f.title, f.url) AS source, c.url FROM carriers c "
+            "JOIN articles a ON a.id = c.article_id JOIN feeds f ON f.id = c.feed_id "
+            "WHERE c.article_id = ANY(%s) AND c.feed_id <> a.feed_id ORDER BY c.feed_id",
+            (list(ids),),
+        )
+        .fetchall()
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(int(r["article_id"]), []).append({"source": r["source"], "url": r["url"]})
+    return out
 
 
 def get_article(conn: psycopg.Connection, article_id: int) -> dict[str, Any]:

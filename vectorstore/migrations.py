@@ -163,9 +163,13 @@ MIGRATIONS: list[tuple[str, str]] = [
             feed_id bigint NOT NULL REFERENCES feeds(id),
             guid text NOT NULL,
             url text NOT NULL,
+            body text NOT NULL,
+            content_hash text NOT NULL,
             first_seen timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (article_id, feed_id)
         );
+        INSERT INTO carriers (article_id, feed_id, guid, url, body, content_hash)
+            SELECT id, feed_id, guid, url, body, content_hash FROM articles;
 
         ALTER TABLE stories ADD COLUMN summary text;
         ALTER TABLE stories ADD COLUMN key text;
