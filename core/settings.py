@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     feed_timeout_seconds: float = Field(20.0, description="Wall-clock deadline per fetch")
     llm_timeout_seconds: float = Field(60.0, description="Deadline of one LLM request")
     llm_max_retries: int = Field(2, description="Client retries for 429 and 5xx")
+    llm_max_input_tokens: int = Field(
+        4000, description="Cap on the article text sent to the LLM per request (tokens)"
+    )
     llm_max_concurrency: int = Field(32, description="LLM calls in flight across the fleet")
     llm_requests_per_minute: int = Field(0, description="Fleet-wide request rate; 0: no cap")
     embed_batch_size: int = Field(32, description="Texts per embedding batch")

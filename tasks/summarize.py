@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from typing import Literal
 
@@ -127,9 +128,38 @@ def _parse(raw: str, max_words: int) -> ArticleSummary:
     return result
 
 
+def estimate_tokens(text: str) -> int:
+    """Tokens a chat model's tokenizer makes of `text`, estimated from above: about four ASCII
+    characters a token, one token per other character (CJK, accents). No tokenizer for OpenAI's
+    models ships offline (tiktoken downloads its tables) and the model may be any server's."""
+    ascii_chars = sum(1 for c in text if ord(c) < 128)
+    return math.ceil(ascii_chars / 4 + (len(text) - ascii_chars))
+
+
+def cap_tokens(text: str, max_tokens: int) -> tuple[str, bool]:
+    """`text` cut at a sentence boundary to at most `max_tokens` (estimated); (text, cut)."""
+    if estimate_tokens(text) <= max_tokens:
+        return text, False
+    kept: list[str] = []
+    used = 0
+    for sentence in split_sentences(text):
+        cost = estimate_tokens(sentence) + 1
+        if used + cost > max_tokens:
+            break
+        kept.append(sentence)
+        used += cost
+    if not kept:  # one sentence longer than the budget: cut it by characters
+        return text[: max_tokens * 4], True
+    return " ".join(kept), True
+
+
 def llm_summary(title: str, body: str, max_words: int = 60) -> tuple[ArticleSummary | None, str]:
-    """Ask the LLM; one repair attempt on malformed output. Returns (result or None, note)."""
+    """Ask the LLM; one repair attempt on malformed output. Returns (result or None, note).
+
+    The article text is capped at `LLM_MAX_INPUT_TOKENS` first (cut at a sentence boundary)."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    body, cut = cap_tokens(body, get_settings().llm_max_input_tokens)
 
     model = get_chat_model(model_kwargs={"response_format": {"type": "json_object"}})
     messages = [
@@ -141,7 +171,10 @@ def llm_summary(title: str, body: str, max_words: int = 60) -> tuple[ArticleSumm
         raw = invoke_limited(model, messages).content
         raw = raw if isinstance(raw, str) else json.dumps(raw)
         try:
-            return _parse(raw, max_words), "" if attempt == 0 else "repaired once"
+            note = "" if attempt == 0 else "repaired once"
+            if cut:
+                note = "; ".join(filter(None, [note, "text cut to LLM_MAX_INPUT_TOKENS"]))
+            return _parse(raw, max_words), note
         except (ValueError, ValidationError) as exc:
             problem = str(exc).splitlines()[0][:300]
             messages += [AIMessage(raw), HumanMessage(prompts.render("repair", problem=problem))]

@@ -105,3 +105,17 @@ def test_embedding_model_setting_switches_to_openai_compatible_embeddings(llm_se
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]
     assert any(r.path.endswith("/embeddings") for r in llm_server.requests)
+
+
+def test_the_text_sent_to_the_llm_is_capped_at_a_sentence_boundary() -> None:
+    from tasks.summarize import cap_tokens, estimate_tokens
+
+    sentences = [
+        f"Sentence number {i} tells the reader one more fact about the port." for i in range(400)
+    ]
+    text = " ".join(sentences)
+    capped, cut = cap_tokens(text, 500)
+    assert cut and estimate_tokens(capped) <= 500
+    assert capped.endswith("port.") and capped in text  # whole sentences, in order
+    assert cap_tokens("Short text.", 500) == ("Short text.", False)
+    assert estimate_tokens("日本語のテキスト") == 8  # one token a character beyond ASCII, not 2
