@@ -73,6 +73,7 @@ def _record_feed(run_id: str, position: int, source: FeedSource, feed_id: int, r
             status=res["status"],
             error=res.get("error"),
             articles=len(res.get("article_ids", [])),
+            dropped=res.get("dropped") or [],
         )
         runs.add_run_articles(conn, run_id, res.get("article_ids", []), source.listed)
 
@@ -106,17 +107,23 @@ def _add_waiting(run_id: str, feed_ids: list[int], retry_failed: bool) -> list[i
 
 
 def _limit(run_id: str, ids: list[int], max_articles: int | None) -> list[int]:
-    """Keep the newest `max_articles` (the rest are not part of this run), oldest first.
+    """Keep the newest `max_articles`, oldest first; the rest stay in the run as `skipped`
+    with the reason (they were read, so the digest lists them; a later run processes them).
 
-    Oldest first, because an article's near-duplicate check waits for the vectors of the
-    articles placed before it: in time order, embedding and summarizing overlap.
+    Oldest first, because the earliest published copy of a text is the one kept: deciding
+    copies in time order means fewer re-pointed copies.
     """
     with connection() as conn:
         rows = store.get_articles(conn, ids)
         rows.sort(key=lambda a: ((a["published"] or a["first_seen"]), a["id"]))
         if max_articles and len(rows) > max_articles:
-            dropped, rows = rows[:-max_articles], rows[-max_articles:]
-            runs.drop_run_articles(conn, run_id, [a["id"] for a in dropped])
+            cut, rows = rows[:-max_articles], rows[-max_articles:]
+            reason = (
+                f"not processed in this run: --max-articles {max_articles} kept the newest "
+                f"{max_articles} of {len(cut) + max_articles} articles read"
+            )
+            for a in cut:
+                runs.set_run_article_status(conn, run_id, a["id"], "skipped", reason)
     return [a["id"] for a in rows]
 
 

@@ -48,6 +48,11 @@ def format_report(
             lines.append(f"  ✗ {f['url']}: {f['status']}{note}: {f['error']}")
         elif f["error"]:
             lines.append(f"  ! {f['url']}: read with a warning: {f['error']}")
+        dropped = f.get("dropped") or []
+        if dropped:
+            why = Counter(d["reason"] for d in dropped)
+            reasons = ", ".join(f"{n} {reason}" for reason, n in why.most_common())
+            lines.append(f"  ! {f['url']}: {len(dropped)} entries dropped ({reasons})")
     lines.append(
         f"Articles: {len(articles)} read — "
         + ", ".join(f"{by_status.get(s, 0)} {s.replace('_', '-')}" for s in STATUSES)

@@ -101,7 +101,7 @@ class ParsedFeed:
     title: str
     link: str | None
     entries: list[Entry]
-    dropped: list[tuple[str, str]]  # (link or guid, reason) for entries refused
+    dropped: list[dict[str, str]]  # {"title", "guid" (id, else link, else "entry #n"), "reason"}
     bozo_error: str | None  # malformed feed: entries that parsed are kept, the error recorded
 
 
@@ -139,11 +139,17 @@ def parse_feed(content: bytes, feed_url: str, *, now: datetime | None = None) ->
     now = now or datetime.now(UTC)
 
     entries: list[Entry] = []
-    dropped: list[tuple[str, str]] = []
+    dropped: list[dict[str, str]] = []
     for number, raw in enumerate(parsed.entries, start=1):
         entry, reason = _build_entry(raw, base, feed_language, now)
         if entry is None:
-            dropped.append((raw.get("link") or raw.get("id") or f"entry #{number}", reason))
+            dropped.append(
+                {
+                    "title": html_to_text(raw.get("title", "")),
+                    "guid": (raw.get("id") or raw.get("link") or f"entry #{number}").strip(),
+                    "reason": reason,
+                }
+            )
         else:
             entries.append(entry)
     return ParsedFeed(

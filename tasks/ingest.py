@@ -53,7 +53,7 @@ def store_document(feed_id: int, content: bytes, feed_url: str) -> dict[str, Any
     return {
         "article_ids": ids,
         "title": parsed.title,
-        "dropped": [f"{link}: {reason}" for link, reason in parsed.dropped],
+        "dropped": parsed.dropped,
         "warning": parsed.bozo_error,
     }
 

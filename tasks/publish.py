@@ -106,6 +106,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "http_status": f["http_status"],
                 "consecutive_failures": f["consecutive_failures"],
                 "last_fetched_at": _iso(f["last_fetched_at"]),
+                "dropped": f.get("dropped") or [],
             }
             for f in feeds
         ],

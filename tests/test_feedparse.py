@@ -375,7 +375,7 @@ def test_truncated_feed_keeps_complete_entries_and_records_the_error() -> None:
     feed = parse_feed(doc, URL)
     assert [e.title for e in feed.entries] == ["Whole"]
     assert feed.bozo_error and "no element found" in feed.bozo_error
-    assert feed.dropped == [("entry #2", "no link")]
+    assert feed.dropped == [{"title": "", "guid": "entry #2", "reason": "no link"}]
 
 
 @pytest.mark.parametrize(
@@ -391,14 +391,14 @@ def test_truncated_feed_keeps_complete_entries_and_records_the_error() -> None:
 def test_entries_with_non_web_links_are_dropped_with_a_reason(link: str, scheme: str) -> None:
     feed = parse_feed(rss(item(link=link) + item(title="ok")), URL)
     assert [e.title for e in feed.entries] == ["ok"]
-    ((where, reason),) = feed.dropped
-    assert reason == f"link scheme {scheme!r} is not http(s)"
-    assert scheme in where.lower()
+    (dropped,) = feed.dropped
+    assert dropped["reason"] == f"link scheme {scheme!r} is not http(s)"
+    assert scheme in dropped["guid"].lower()
 
 
 def test_entry_without_link_is_dropped() -> None:
     doc = rss("<item><title>Lost</title><guid isPermaLink='false'>g-1</guid></item>")
-    assert parse_feed(doc, URL).dropped == [("g-1", "no link")]
+    assert parse_feed(doc, URL).dropped == [{"title": "Lost", "guid": "g-1", "reason": "no link"}]
 
 
 def test_scripts_in_content_and_title_leave_no_trace() -> None:

@@ -154,3 +154,41 @@ def test_a_url_in_two_feeds_keeps_its_full_text_whatever_order_they_are_read(
     with db.connection() as conn:
         assert conn.execute("SELECT body, feed_id FROM articles").fetchall() == stored
         assert stored[0][0] == full
+
+
+@pytest.mark.slow
+def test_every_entry_read_is_accounted_for_dropped_and_cut_included(
+    db, fleet_worker, tmp_path: Path
+) -> None:
+    feed = tmp_path / "mixed.xml"
+    items = "".join(
+        f"<item><title>Story {i}</title><link>https://mixed.example/{i}</link><guid>m-{i}</guid>"
+        f"<pubDate>Thu, 26 Nov 2026 {10 + i}:00:00 +0000</pubDate><description>"
+        + " ".join(f"Fact {i}.{k} about the harbour story number {i}." for k in range(8))
+        + "</description></item>"
+        for i in range(5)
+    )
+    items += '<item><title>No link here</title><guid isPermaLink="false">m-nolink</guid></item>'
+    items += "<item><title>Script link</title><link>javascript:alert(1)</link></item>"
+    channel = f"<channel><title>Mixed</title>{items}</channel>"
+    feed.write_text(f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>')
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{feed}\n")
+    inputs = {"run_id": "run-cut", "feeds_file": str(listing), "as_of": AS_OF, "window_hours": 24,
+              "max_articles": 2}  # fmt: skip
+    asyncio.run(
+        graph.ainvoke(inputs, context=RunContext(out_dir=str(tmp_path / "out"), prefer_llm=False))
+    )
+    digest = json.loads((tmp_path / "out" / "digest.json").read_text())
+    (f,) = digest["feeds"]
+    assert sorted((d["title"], d["reason"]) for d in f["dropped"]) == [
+        ("No link here", "no link"), ("Script link", "link scheme 'javascript' is not http(s)")
+    ]  # fmt: skip
+    by_url = {a["canonical_url"]: a for a in digest["articles"]}
+    assert len(by_url) == 5  # every article read is in the digest, the cut ones too
+    newest = {"https://mixed.example/3", "https://mixed.example/4"}
+    for url, a in by_url.items():
+        if url in newest:
+            assert a["status"] == "new" and a["summary"], url
+        else:
+            assert a["status"] == "skipped" and "--max-articles 2" in a["error"], url

@@ -171,6 +171,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         INSERT INTO carriers (article_id, feed_id, guid, url, body, content_hash)
             SELECT id, feed_id, guid, url, body, content_hash FROM articles;
 
+        ALTER TABLE run_feeds ADD COLUMN dropped jsonb NOT NULL DEFAULT '[]';
         ALTER TABLE stories ADD COLUMN summary text;
         ALTER TABLE stories ADD COLUMN key text;
         ALTER TABLE stories ADD COLUMN independent_texts integer;

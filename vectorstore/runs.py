@@ -60,13 +60,16 @@ def record_run_feed(
     status: str,
     error: str | None,
     articles: int,
+    dropped: Sequence[dict[str, Any]] = (),
 ) -> None:
+    """A feed's outcome in the run, with the entries it read but could not use (`dropped`)."""
     conn.execute(
-        "INSERT INTO run_feeds (run_id, position, listed_url, feed_id, status, error, articles) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, position) DO UPDATE SET "
-        "listed_url = EXCLUDED.listed_url, feed_id = EXCLUDED.feed_id, "
-        "status = EXCLUDED.status, error = EXCLUDED.error, articles = EXCLUDED.articles",
-        (run_id, position, listed_url, feed_id, status, error, articles),
+        "INSERT INTO run_feeds (run_id, position, listed_url, feed_id, status, error, articles, "
+        "dropped) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, position) DO "
+        "UPDATE SET listed_url = EXCLUDED.listed_url, feed_id = EXCLUDED.feed_id, "
+        "status = EXCLUDED.status, error = EXCLUDED.error, articles = EXCLUDED.articles, "
+        "dropped = EXCLUDED.dropped",
+        (run_id, position, listed_url, feed_id, status, error, articles, Jsonb(list(dropped))),
     )
 
 
@@ -104,14 +107,6 @@ def add_waiting_articles(
         (run_id, list(feed_ids), list(states)),
     ).fetchall()
     return [int(r[0]) for r in rows]
-
-
-def drop_run_articles(conn: psycopg.Connection, run_id: str, article_ids: Sequence[int]) -> None:
-    """Forget that the run read these articles (cut by --max-articles)."""
-    conn.execute(
-        "DELETE FROM run_articles WHERE run_id = %s AND article_id = ANY(%s)",
-        (run_id, list(article_ids)),
-    )
 
 
 def unfinished_run(conn: psycopg.Connection, as_of: datetime, feeds_key: str) -> str | None:
