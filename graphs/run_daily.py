@@ -229,11 +229,19 @@ def main(argv: list[str] | None = None) -> int:
         progress.stage("collecting feeds")
         try:
             result = asyncio.run(
-                execute(inputs, context, resume=args.resume, on_event=progress_events(progress))
+                execute(
+                    inputs,
+                    context,
+                    resume=args.resume,
+                    on_event=progress_events(progress),
+                    pinned=args.as_of is not None,
+                )  # fmt: skip
             )
         finally:
             progress.close()
-        if result.resumed:
+        if result.note:
+            print(f"Note: {result.note}.")
+        elif result.resumed:
             print(f"Resumed unfinished run {result.run_id}.")
         print(
             format_report(

@@ -28,16 +28,27 @@ STAGES = (("collect", "collect"), ("articles", "process_article"), ("trends", "t
 
 
 class RunResult:
-    """What a finished run returns: its id, final state, seconds per stage, and if resumed."""
+    """What a finished run returns: its id, final state, seconds per stage, whether it was a
+    resumed run, and a note for the user when the run is not the one asked for."""
 
-    def __init__(self, run_id: str, final: dict, timings: dict[str, float], resumed: bool):
+    def __init__(
+        self, run_id: str, final: dict, timings: dict[str, float], resumed: bool,
+        note: str | None = None,
+    ) -> None:  # fmt: skip
         self.run_id = run_id
         self.final = final
         self.timings = timings
         self.resumed = resumed
+        self.note = note
 
 
-def _resolve_run_id(inputs: dict, resume: str | None, key: str) -> tuple[str, bool]:
+def _resolve_run_id(
+    inputs: dict, resume: str | None, key: str, pinned: bool
+) -> tuple[str, bool, str | None]:
+    """(run id, resumed, note). Holding the list's lease, any unfinished run of the list was
+    interrupted: the same window is resumed; with no window asked for (`pinned` False: the CLI's
+    default "now"), the latest interrupted run of the list is resumed instead of being lost
+    (`inputs` then take its window)."""
     with connection() as conn:
         if resume:
             run = runs.get_run(conn, resume)
@@ -45,9 +56,25 @@ def _resolve_run_id(inputs: dict, resume: str | None, key: str) -> tuple[str, bo
                 raise AMLError(f"--resume: no run with id {resume!r}")
             if run["status"] == "finished":
                 raise AMLError(f"--resume: run {resume} already finished")
-            return resume, True
+            return resume, True, None
         found = runs.unfinished_run(conn, datetime.fromisoformat(inputs["as_of"]), key)
-    return (found, True) if found else (inputs["run_id"], False)
+        if found:
+            return found, True, None
+        if not pinned:
+            interrupted = runs.interrupted_run(conn, key)
+            if interrupted is not None:
+                note = (
+                    f"an interrupted run of this feed list ({interrupted['id']}, window ending "
+                    f"{interrupted['as_of']:%Y-%m-%dT%H:%M:%SZ}) was finished instead of "
+                    "starting a new one, so that day's digest is not lost; run the command "
+                    "again for a digest of now"
+                )
+                inputs.update(
+                    as_of=interrupted["as_of"].isoformat(),
+                    window_hours=float(interrupted["window_hours"]),
+                )
+                return str(interrupted["id"]), True, note
+    return inputs["run_id"], False, None
 
 
 async def execute(
@@ -56,8 +83,14 @@ async def execute(
     *,
     resume: str | None = None,
     on_event: Callable[[str, dict], None] | None = None,
-) -> RunResult:
-    """Run (or resume) the daily graph for `inputs`; raises RunBusy if the list is leased."""
+    pinned: bool = True,
+    only_interrupted: bool = False,
+) -> RunResult | None:
+    """Run (or resume) the daily graph for `inputs`; raises RunBusy if the list is leased.
+
+    `pinned` False: the window was not asked for, so an interrupted run of the list is
+    resumed first (see `_resolve_run_id`). `only_interrupted`: resume an interrupted run if
+    there is one, else run nothing and return None (the orchestrate worker at start)."""
     db = get_db(get_settings())
     key = feeds_key(read_feed_list(inputs["feeds_file"]))
     lease = RunLease(db.url, key)
@@ -67,7 +100,10 @@ async def execute(
             "(it releases the list when it ends or its process dies)"
         )
     try:
-        run_id, resumed = _resolve_run_id(inputs, resume, key)
+        inputs = dict(inputs)
+        run_id, resumed, note = _resolve_run_id(inputs, resume, key, pinned)
+        if only_interrupted and not resumed:
+            return None
         async with open_checkpointer(db.url) as saver:
             graph = builder.compile(checkpointer=saver, name="daily")
             config = {"configurable": {"thread_id": run_id}, "max_concurrency": 2000}
@@ -81,7 +117,7 @@ async def execute(
             final = {**(await graph.aget_state(config)).values, **final}
         with connection() as conn:
             runs.finish_run(conn, run_id, status="finished", report={"timings": timings})
-        return RunResult(run_id, final, timings, resumed)
+        return RunResult(run_id, final, timings, resumed, note)
     finally:
         lease.release()
 

@@ -256,8 +256,9 @@ async def deliver_webhook(
     timeout: float = 10.0,
     backoff: float = 1.0,
 ) -> dict[str, Any]:
-    """Post the day's digest to the webhook once: an unchanged digest already sent for that day
-    is not sent again. The outcome is recorded on the day's digest and returned; never raises."""
+    """Post the day's digest to the webhook once per day (slot): a digest already sent for
+    that day is not sent again, changed or not ("unchanged" / "already_sent"). The outcome is
+    recorded on the day's digest and returned; never raises."""
     digest_hash = payload_sha256(payload)
 
     def previous() -> dict[str, Any] | None:
@@ -274,12 +275,10 @@ async def deliver_webhook(
     except Exception as exc:  # noqa: BLE001 - the post matters more than the bookkeeping
         log.warning("webhook: cannot read the previous delivery: %s", exc)
         before = None
-    if (
-        before
-        and before.get("status") in ("sent", "unchanged")
-        and (before.get("payload_sha256") == digest_hash)
-    ):
-        outcome = {"status": "unchanged", "attempts": 0}
+    if before and before.get("status") in ("sent", "unchanged", "already_sent"):
+        # One post per slot: a re-run of the same day writes its files but never posts twice.
+        same = before.get("payload_sha256") == digest_hash
+        outcome = {"status": "unchanged" if same else "already_sent", "attempts": 0}
     else:
         try:
             outcome = await post_json(

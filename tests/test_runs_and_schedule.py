@@ -14,7 +14,7 @@ import pytest
 from tasks.feedlist import read_feed_list
 from tests.conftest import start_worker_process, stop_process
 from tests.feedserver import FeedServer, feed
-from tests.test_durable_runs import write_feed
+from tests.test_durable_runs import finished_outcomes, write_feed
 from tests.test_faults import private_broker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +77,60 @@ def test_beats_daily_task_runs_the_daily_graph_on_the_orchestrate_worker(
     assert digest["run_id"] == result["run_id"]
     assert len(digest["articles"]) == 3
     assert set(statuses(out)) <= {"new", "near_duplicate"}
+
+
+@pytest.mark.slow
+def test_a_killed_orchestrate_worker_loses_no_day_the_next_one_delivers_it_once(
+    db, fleet_worker, llm_server, tmp_path
+) -> None:
+    import signal
+    import time
+
+    from graphs.orchestrate import run_daily_task
+    from tests.test_publish import Webhook
+
+    feeds = write_feed(tmp_path, n=24)
+    out = tmp_path / "beat-out"
+    hook = Webhook()
+    env = {"FEEDS_FILE": str(feeds), "DIGEST_OUT_DIR": str(out), "DIGEST_WEBHOOK_URL": hook.url}
+
+    def orchestrator(name: str):  # noqa: ANN202
+        return start_worker_process(
+            "orchestrate", pool="solo", concurrency=1, env=env, name=name,
+            app_module="graphs.orchestrate",
+        )  # fmt: skip
+
+    def wait(predicate, seconds: float, what: str) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+
+    llm_server.reset()
+    llm_server.latency = 1.0  # 24 summaries on 8 threads: the run outlives the kill
+    first = orchestrator("orch-one")
+    second = None
+    try:
+        run_daily_task.apply_async()  # as Beat sends it: no as_of, the slot is the identity
+        wait(lambda: finished_outcomes(db) >= 3, 120, "the run started")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert not (out / "digest.json").exists()
+        second = orchestrator("orch-two")  # finishes the interrupted run when it starts
+        wait(lambda: (out / "digest.json").exists(), 180, "the interrupted day was delivered")
+        wait(lambda: len(hook.received) >= 1, 30, "the webhook was posted")
+        time.sleep(1.0)
+    finally:
+        llm_server.latency = 0.0
+        stop_process(first)
+        stop_process(second)
+        hook.stop()
+    digest = json.loads((out / "digest.json").read_text())
+    with db.connection() as conn:
+        runs = conn.execute("SELECT id, status FROM runs").fetchall()
+    assert runs == [(digest["run_id"], "finished")]  # one run for the slot, finished
+    assert len(digest["articles"]) == 24
+    assert len(hook.received) == 1  # the day's webhook, once
 
 
 def test_an_unchanged_feed_is_not_downloaded_again(db, fleet_worker, tmp_path) -> None:

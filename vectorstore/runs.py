@@ -119,6 +119,28 @@ def unfinished_run(conn: psycopg.Connection, as_of: datetime, feeds_key: str) ->
     return None if row is None else str(row[0])
 
 
+def interrupted_run(
+    conn: psycopg.Connection, feeds_key: str, *, max_age_hours: float = 48.0
+) -> dict[str, Any] | None:
+    """The latest run of this feed list that never finished, started within `max_age_hours`
+    (call it while holding the list's lease: then no live process is running it). Older ones
+    are marked `abandoned`, so they are not looked at again."""
+    conn.execute(
+        "UPDATE runs SET status = 'abandoned', finished_at = now() WHERE feeds_key = %s "
+        "AND status = 'running' AND started_at < now() - make_interval(secs => %s)",
+        (feeds_key, max_age_hours * 3600),
+    )
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT id, as_of, window_hours, started_at FROM runs WHERE feeds_key = %s "
+            "AND status = 'running' ORDER BY started_at DESC LIMIT 1",
+            (feeds_key,),
+        )
+        .fetchone()
+    )
+
+
 def run_article_status(conn: psycopg.Connection, run_id: str, article_id: int) -> str | None:
     """The outcome this run already recorded for an article (None or 'pending' if none)."""
     row = conn.execute(
