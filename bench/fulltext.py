@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first, not the 
     sys.path.insert(0, str(ROOT))
 
 from bench._harness import machine, parser, table  # noqa: E402
-from tasks.extract import extract_article  # noqa: E402
+from tasks.extract import decode_html, extract_article  # noqa: E402
 from tasks.feedparse import html_to_text  # noqa: E402
 
 PAGES = ROOT / "bench" / "pages"
@@ -43,7 +43,7 @@ TARGET_BOILERPLATE = 0.05
 _WORD = re.compile(r"\w+")
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
 
-Extractor = Callable[[str], "str | None"]
+Extractor = Callable[[str | bytes], "str | None"]
 
 
 def words(text: str | None) -> list[str]:
@@ -51,33 +51,37 @@ def words(text: str | None) -> list[str]:
     return _WORD.findall(text.lower()) if text else []
 
 
-def load_set(name: str) -> list[tuple[str, str, str]]:
-    """(page name, html, gold text) for every labelled page of a set, sorted by name."""
+def load_set(name: str) -> list[tuple[str, bytes, str]]:
+    """(page name, html bytes as stored, gold text) for every labelled page of a set, sorted by
+    name. Pages are bytes in their own charset (one is windows-1252): `extract_article` decodes
+    them itself, the others get `decode_html`'s string."""
     folder = PAGES / name
     pages = []
     for html_file in sorted(folder.glob("*.html")):
         gold = html_file.with_suffix(".txt")
         if not gold.exists():
             raise SystemExit(f"{html_file} has no gold text {gold.name}")
-        pages.append((html_file.stem, html_file.read_text("utf-8"), gold.read_text("utf-8")))
+        pages.append((html_file.stem, html_file.read_bytes(), gold.read_text("utf-8")))
     return pages
 
 
-def visible_text(html: str) -> str | None:
+def visible_text(html: str | bytes) -> str | None:
     """Baseline: every visible word of the page's body (scripts, styles, head removed)."""
+    html = decode_html(html) if isinstance(html, bytes) else html
     match = _BODY.search(html)
     return html_to_text(match.group(1) if match else html) or None
 
 
-def trafilatura_default(html: str) -> str | None:
+def trafilatura_default(html: str | bytes) -> str | None:
     import trafilatura
 
-    return trafilatura.extract(html)
+    return trafilatura.extract(decode_html(html) if isinstance(html, bytes) else html)
 
 
-def readability(html: str) -> str | None:
+def readability(html: str | bytes) -> str | None:
     from readability import Document
 
+    html = decode_html(html) if isinstance(html, bytes) else html
     return html_to_text(Document(html).summary(html_partial=True)) or None
 
 
@@ -97,7 +101,7 @@ def extractors() -> dict[str, Extractor]:
     return found
 
 
-def score(pages: list[tuple[str, str, str]], extract: Extractor) -> dict[str, Any]:
+def score(pages: list[tuple[str, bytes, str]], extract: Extractor) -> dict[str, Any]:
     """Micro-averaged bag-of-words precision, recall, F1 and boilerplate share; per-page F1."""
     overlap = out_total = gold_total = boiler = 0
     per_page = {}
@@ -122,7 +126,7 @@ def score(pages: list[tuple[str, str, str]], extract: Extractor) -> dict[str, An
 
 
 def pages_per_cpu_second(
-    pages: list[tuple[str, str, str]], extract: Extractor, repeat: int
+    pages: list[tuple[str, bytes, str]], extract: Extractor, repeat: int
 ) -> float:
     """Pages per CPU second of this (single-threaded) process: pages per second per core."""
     for _, html, _ in pages[:2]:
