@@ -56,3 +56,17 @@ def test_a_benchmark_prints_its_table_then_one_json_line_last(capsys) -> None:  
     lines = capsys.readouterr().out.strip().splitlines()
     assert json.loads(lines[-1]) == {"bench": "smoke", "x": 1}
     assert lines[0].startswith("name")
+
+
+def test_fulltext_scores_words_against_the_gold_and_reads_every_labelled_page() -> None:
+    from bench import fulltext
+
+    pages = [("p", "<html><body><p>Alpha beta gamma.</p></body></html>", "alpha beta gamma delta")]
+    exact = fulltext.score(pages, lambda html: "Alpha beta gamma delta")
+    assert (exact["precision"], exact["recall"], exact["f1"], exact["boilerplate"]) == (1, 1, 1, 0)
+    noisy = fulltext.score(pages, lambda html: "alpha beta cookies cookies")
+    assert (noisy["precision"], noisy["recall"], noisy["boilerplate"]) == (0.5, 0.5, 0.5)
+    assert fulltext.score(pages, lambda html: None)["f1"] == 0.0
+    assert fulltext.visible_text(pages[0][1]) == "Alpha beta gamma."
+    tune = fulltext.load_set("tune")
+    assert len(tune) >= 12 and all(gold.strip() for _, _, gold in tune)
