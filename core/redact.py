@@ -137,8 +137,10 @@ def redact_text(text: str, secrets: Iterable[str | None] | None = None) -> str:
     """
     if not text:
         return text
-    known = _known_secrets if secrets is None else sorted(
-        {s for s in secrets if s and len(s) >= 4}, key=len, reverse=True
+    known = (
+        _known_secrets
+        if secrets is None
+        else sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
     )
     for secret in known:
         if secret in text:
