@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import AMLError, RunBusy
+from core.redact import install_log_redaction
 from core.settings import get_settings
 
 log = logging.getLogger("aml.run_daily")
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "celery", "kombu", "sentence_transformers", "transformers"):
+    for noisy in ("httpx", "httpcore", "celery", "kombu", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         as_of = parse_as_of(args.as_of)
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = get_settings()
+        install_log_redaction()  # after get_settings: it names the secrets to mask
         feeds = Path(args.feeds) if args.feeds else settings.feeds_file
         if not feeds.is_file():
             print(f"error: feed list not found: {feeds}", file=sys.stderr)

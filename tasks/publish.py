@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from core.redact import redact_text, redact_url
 from vectorstore import articles as store
 from vectorstore import connection, runs
 
@@ -36,8 +37,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
+def _shown_error(error: str | None) -> str | None:
+    return redact_text(error) if error else error
+
+
 def build_digest(run_id: str) -> dict[str, Any]:
-    """The `digest.json` document of a run."""
+    """The `digest.json` document of a run.
+
+    Every feed URL in it is the URL as written with its secrets masked (`core.redact`): the
+    digest is published, the database keeps the URL it fetches.
+    """
     with connection() as conn:
         run = runs.get_run(conn, run_id)
         if run is None:
@@ -63,7 +72,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "url": a["url"],
                 "canonical_url": a["canonical_url"],
                 "title": a["title"],
-                "feed_url": a["feed_url"],
+                "feed_url": redact_url(a["feed_url"]),
                 "published": _iso(a["published"]),
                 "date_source": a["date_source"],
                 "first_seen": _iso(a["first_seen"]),
@@ -76,7 +85,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "key_points": a["key_points"] or [],
                 "tags": a["tags"] or [],
                 "category": a["category"],
-                "error": a["error"] or a["summary_note"],
+                "error": _shown_error(a["error"] or a["summary_note"]),
             }
         )
     for a in shown:
@@ -97,7 +106,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 {
                     "url": details[aid]["canonical_url"],
                     "title": details[aid]["title"],
-                    "source": details[aid]["feed_title"] or details[aid]["feed_url"],
+                    "source": details[aid]["feed_title"] or redact_url(details[aid]["feed_url"]),
                     "published": _iso(details[aid]["placed_at"]),
                 }
                 for aid in s["article_ids"]
@@ -109,7 +118,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for a in out_articles:
         counts[a["status"]] = counts.get(a["status"], 0) + 1
-    modes = run["modes"] or {}
+    modes = {k: redact_text(str(v)) for k, v in (run["modes"] or {}).items()}
     return {
         "run_id": run_id,
         "mode": "fleet" if modes.get("broker", "").startswith("fleet") else "embedded",
@@ -119,9 +128,9 @@ def build_digest(run_id: str) -> dict[str, Any]:
         "generated_at": _iso(datetime.now(UTC)),
         "feeds": [
             {
-                "url": f["listed_url"],
+                "url": redact_url(f["listed_url"]),  # as written, secrets masked
                 "status": f["status"],
-                "error": f["error"],
+                "error": _shown_error(f["error"]),
                 "articles": f["articles"],
                 "http_status": f["http_status"],
                 "consecutive_failures": f["consecutive_failures"],
