@@ -19,7 +19,6 @@ import logging
 import warnings
 from dataclasses import fields
 from datetime import date, datetime
-from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -28,6 +27,7 @@ from langgraph.types import Send
 from core.redact import redact_text, redact_url
 from core.settings import get_settings
 from graphs.article import graph as article_graph
+from graphs.digest_files import write_digest
 from graphs.runtime import db_call, deadlines_from, ensure_workers, get_dispatcher
 from graphs.state import ArticleTask, DailyState, RunContext
 from tasks.analyze import TrendParams, build_stories, label_story
@@ -219,17 +219,6 @@ DIGEST_FILES = (
     ("digest.html", "html"),
     ("digest.xml", "atom"),
 )
-
-
-def write_digest(out_dir: str, files: dict[str, str]) -> Path:
-    """Write each {name: text} file atomically (a reader never sees half a file)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / name)
-    return out
 
 
 async def publish(state: DailyState, runtime: Runtime[RunContext]) -> dict:
