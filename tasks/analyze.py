@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 import prompts
 from core.errors import TransientError
+from core.redact import redact_url
 from core.settings import get_settings
 from vectorstore import DatabaseUnavailable, connection, runs
 from vectorstore import articles as store
@@ -212,7 +213,7 @@ def analyze_window(
                     [(a["title"], a["body"]) for a in arts], df, len(everything)
                 ),
                 "article_ids": [a["id"] for a in arts],
-                "sources": sources,
+                "sources": [redact_url(s) for s in sources],  # shown, so secrets masked
                 "trend_score": round(score, 4),
                 "is_trending": trending,
                 "label_source": "offline",

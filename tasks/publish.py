@@ -97,7 +97,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
             "synthesis": s["synthesis"],
             "keywords": s["keywords"],
             "article_urls": [url_of[aid] for aid in s["article_ids"] if aid in url_of],
-            "sources": s["sources"],
+            "sources": [redact_url(u) for u in s["sources"]],
             "trend_score": round(float(s["trend_score"]), 4),
             "is_trending": bool(s["is_trending"]),
             "label_source": s.get("label_source", "offline"),
