@@ -28,7 +28,7 @@ _known_secrets: tuple[str, ...] = ()
 # A URL with a scheme, up to whitespace or a character that ends a URL in prose or markup.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 # key=value DSN passwords: password=secret, password='se cret', PASSWORD = secret
-DSN_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'&;]+)")
+DSN_PASSWORD = re.compile(r"(?i)\b(\w*password|passwd|pwd)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'&;]+)")
 
 
 def parse_param_names(value: str | Iterable[str] | None) -> frozenset[str]:
@@ -111,7 +111,7 @@ def redact_dsn(text: str | None) -> str:
     if not text:
         return ""
     if "://" in text:
-        return redact_url(text)
+        return redact_url(text, _secret_params | {"password", "sslpassword"})
     return DSN_PASSWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
 
 

@@ -75,8 +75,9 @@ def test_redact_dsn_masks_key_value_and_url_passwords():
         "host=db user=u password=*** dbname=x"
     )
     assert redact_dsn("host=db password='p w' port=5") == "host=db password=*** port=5"
-    assert redact_dsn("postgresql://u:pw@db:5432/x?sslpassword=z") == (
-        "postgresql://u:***@db:5432/x?sslpassword=z"
+    assert redact_dsn("host=db sslpassword=kp user=u") == "host=db sslpassword=*** user=u"
+    assert redact_dsn("postgresql://u:pw@db:5432/x?sslpassword=z&password=p&sslmode=require") == (
+        "postgresql://u:***@db:5432/x?sslpassword=***&password=***&sslmode=require"
     )
 
 
