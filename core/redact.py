@@ -64,7 +64,7 @@ def redact_url(url: str | None, secret_params: Iterable[str] | None = None) -> s
 
     `user:password@host` becomes `user:***@host`; `?token=abc&page=2` becomes
     `?token=***&page=2` (names compared case-insensitively). Everything else is kept
-    character for character. Not a URL (no `//` authority): returned unchanged.
+    character for character; a local path keeps everything but its secret query values.
     """
     if not url:
         return ""
