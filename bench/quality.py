@@ -89,6 +89,11 @@ def copy_figures(digest: dict, gold: dict) -> dict:
         if a["status"] in ("duplicate", "near_duplicate") and a["canonical_url"] in gold["articles"]
     }
     right = sum(1 for u, d in predicted.items() if truth.get(u) == d)
+    for u, d in sorted(predicted.items()):
+        if truth.get(u) != d:
+            print(f"  copy error: {u} predicted a copy of {d}, gold {truth.get(u)}")
+    for u in sorted(set(truth) - set(predicted)):
+        print(f"  copy missed: {u} (gold: a copy of {truth[u]})")
     return {
         "copy_precision": round(right / len(predicted), 4) if predicted else 1.0,
         "copy_recall": round(right / len(truth), 4) if truth else 1.0,

@@ -12,10 +12,13 @@ import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core import redact
+from core.redact import DEFAULT_SECRET_QUERY_PARAMS, redact_dsn
+from core.redact import redact_url as redact_url  # the one redaction; kept importable here
 
 
 class Settings(BaseSettings):
@@ -67,6 +70,10 @@ class Settings(BaseSettings):
     )
     embedded_worker_concurrency: int = Field(16, description="Threads of the in-process worker")
     digest_out_dir: Path = Field(Path("out"), description="Where Beat's daily run writes")
+    secret_query_params: str = Field(
+        DEFAULT_SECRET_QUERY_PARAMS,
+        description="URL query parameters whose values are masked wherever a URL is shown",
+    )
 
     @field_validator(
         "database_url", "celery_broker_url", "celery_result_backend", "redis_url",
@@ -113,38 +120,46 @@ class Settings(BaseSettings):
         return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
 
     def modes(self) -> dict[str, str]:
-        """What runs where, in words a user can check (no secrets)."""
+        """What runs where, in words a user can check (no secrets: see `core.redact`)."""
+        llm_via = redact_url(self.openai_base_url) if self.openai_base_url else "OpenAI"
         return {
-            "database": f"external {redact_url(self.database_url)}"
+            "database": f"external {redact_dsn(self.database_url)}"
             if self.database_url
             else f"embedded PostgreSQL+pgvector ({self.aml_data_dir}/pg)",
-            "broker": f"fleet {redact_url(self.celery_broker_url)}"
+            "broker": f"fleet {redact_dsn(self.celery_broker_url)}"
             if self.celery_broker_url
             else "in-process worker (memory transport)",
-            "llm": f"{self.llm_model} via {self.openai_base_url or 'OpenAI'}"
+            "llm": f"{self.llm_model} via {llm_via}"
             if self.llm_enabled
             else "offline extractive summarizer",
-            "embedder": f"{self.embedding_model} via {self.openai_base_url or 'OpenAI'}"
+            "embedder": f"{self.embedding_model} via {llm_via}"
             if self.embedding_model
             else "offline all-MiniLM-L6-v2",
         }
 
-
-def redact_url(url: str | None) -> str:
-    """Drop any password from a URL before it is printed or logged."""
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    def known_secrets(self) -> list[str]:
+        """Every secret value the settings hold, for `core.redact.redact_text`: the API key,
+        the webhook URL, and the passwords (and secret query values) of every service URL."""
+        found: list[str] = []
+        if self.openai_api_key is not None:
+            found.append(self.openai_api_key.get_secret_value())
+        if self.digest_webhook_url:
+            found.append(self.digest_webhook_url)
+        for url in (self.database_url, self.celery_broker_url, self.celery_result_backend,
+                    self.redis_url, self.openai_base_url):  # fmt: skip
+            if url and "://" in url:
+                found += redact.url_secrets(url)
+            elif url:  # key=value DSN
+                found += [m.group(3).strip("'") for m in redact.DSN_PASSWORD.finditer(url)]
+        return [s for s in found if s]
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; tests call `get_settings.cache_clear()`)."""
-    return Settings()
+    """The process-wide settings (cached; tests call `get_settings.cache_clear()`).
+
+    Also tells `core.redact` which query parameters and values are secret in this process.
+    """
+    settings = Settings()
+    redact.configure(settings.secret_query_params, settings.known_secrets())
+    return settings

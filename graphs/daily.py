@@ -13,19 +13,21 @@ compiled without a checkpointer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import warnings
 from dataclasses import fields
 from datetime import date, datetime
-from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from core.redact import redact_text, redact_url
 from core.settings import get_settings
 from graphs.article import graph as article_graph
+from graphs.digest_files import write_digest
 from graphs.runtime import db_call, deadlines_from, ensure_workers, get_dispatcher
 from graphs.state import ArticleTask, DailyState, RunContext
 from tasks.analyze import TrendParams, build_stories, label_story
@@ -44,8 +46,11 @@ warnings.filterwarnings("ignore", message="`durability` has no effect when no ch
 
 
 def feeds_key(sources: list[FeedSource]) -> str:
-    """What identifies a feed list for resuming and leasing: where its entries are, in order."""
-    return "\n".join(s.location for s in sources)
+    """What identifies a feed list for resuming and leasing: a digest of where its entries are,
+    in order (a digest, because a listed URL may carry a `?token=` that the runs table must
+    not hold)."""
+    joined = "\n".join(s.location for s in sources)
+    return "sha256:" + hashlib.sha256(joined.encode("utf-8")).hexdigest()
 
 
 def _start_run(state: DailyState, sources: list[FeedSource]) -> list[int]:
@@ -88,13 +93,17 @@ async def _collect_one(
             sig = fetch_feed.s(feed_id, source.listed, source.location, False)
             res = await get_dispatcher().call(sig, deadlines_from(ctx))
     except Exception as exc:  # noqa: BLE001 - one bad feed never stops the run
-        log.warning("feed %s failed: %s", source.listed, exc)
-        res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "article_ids": []}
+        log.warning("feed %s failed: %s", redact_url(source.listed), redact_text(str(exc)))
+        res = {
+            "status": "failed",
+            "error": redact_text(f"{type(exc).__name__}: {exc}"),
+            "article_ids": [],
+        }
     await db_call(_record_feed, run_id, position, source, feed_id, res)
-    return {
-        "url": source.listed,
+    return {  # the run's state is checkpointed: what it holds is shown, so it is redacted
+        "url": redact_url(source.listed),
         "status": res["status"],
-        "error": res.get("error"),
+        "error": redact_text(res["error"]) if res.get("error") else None,
         "articles": len(res.get("article_ids", [])),
         "article_ids": res.get("article_ids", []),
     }
@@ -217,17 +226,6 @@ DIGEST_FILES = (
     ("digest.html", "html"),
     ("digest.xml", "atom"),
 )
-
-
-def write_digest(out_dir: str, files: dict[str, str]) -> Path:
-    """Write each {name: text} file atomically (a reader never sees half a file)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / name)
-    return out
 
 
 async def publish(state: DailyState, runtime: Runtime[RunContext]) -> dict:

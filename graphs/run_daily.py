@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import AMLError, RunBusy
+from core.redact import install_log_redaction, redact_text
 from core.settings import get_settings
 
 log = logging.getLogger("aml.run_daily")
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "celery", "kombu", "sentence_transformers", "transformers"):
+    for noisy in ("httpx", "httpcore", "celery", "kombu", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         as_of = parse_as_of(args.as_of)
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = get_settings()
+        install_log_redaction()  # after get_settings: it names the secrets to mask
         feeds = Path(args.feeds) if args.feeds else settings.feeds_file
         if not feeds.is_file():
             print(f"error: feed list not found: {feeds}", file=sys.stderr)
@@ -255,17 +257,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     except RunBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 3
     except AMLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
         log.debug("run stopped", exc_info=True)
-        reason = " ".join(str(exc).split())[:300]
+        reason = redact_text(" ".join(str(exc).split()))[:300]
         print(
             f"error: the run stopped: {type(exc).__name__}: {reason} (finish it by running the "
             "same command again; use -v for the traceback)",

@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 
 from core.errors import AMLError
+from core.redact import redact_url
 
 
 def search(query: str, *, since: datetime | None = None, limit: int = 10) -> list[dict]:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     for h in hits:
         when = h["published"] or h["first_seen"]
         print(f"{h['similarity']:.3f}  {when:%Y-%m-%d}  {h['title']}")
-        print(f"       {h['feed_url']}  {h['url']}")
+        print(f"       {redact_url(h['feed_url'])}  {h['url']}")
     return 0
 
 

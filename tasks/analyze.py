@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 import prompts
 from core.errors import TransientError
+from core.redact import redact_url
 from core.settings import get_settings
 from vectorstore import DatabaseUnavailable, connection, runs
 from vectorstore import articles as store
@@ -193,7 +194,7 @@ def analyze_window(
                     [(a["title"], a["text"]) for a in arts], df, len(everything)
                 ),
                 "article_ids": [a["id"] for a in arts],
-                "sources": carriers,
+                "sources": [redact_url(s) for s in carriers],  # shown, so secrets masked
                 "independent_texts": texts,
                 "trend_score": round(score, 4),
                 "is_trending": trending,

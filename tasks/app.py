@@ -10,11 +10,12 @@ graph), so its single worker starts with `celery -A graphs.orchestrate worker -Q
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
 
 from core.errors import ConfigError
+from core.redact import install_log_redaction
 from core.settings import Settings, get_settings
 
 QUEUES = ("ingest", "llm", "embed", "analyze", "publish", "orchestrate")
@@ -141,3 +142,12 @@ app = Celery(
     ],
 )
 app.conf.update(build_config(get_settings()))
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_logs(**_kwargs: object) -> None:
+    """Every worker (the orchestrate worker too) redacts its log records once Celery has set
+    up its handlers, and keeps httpx at WARNING (its INFO line is the full webhook URL)."""
+    get_settings()  # tells core.redact the secrets to mask
+    install_log_redaction()

@@ -25,6 +25,7 @@ from typing import Any, Literal, Self
 import httpx
 
 from core.errors import ConfigError, FeedRefused, PermanentError, TransientError
+from core.redact import redact_text, redact_url
 from core.settings import get_settings
 
 USER_AGENT = "AgenticMediaLab/0.1 (+https://github.com/agentic-media-lab)"
@@ -38,10 +39,40 @@ _FORBIDDEN_KINDS = (  # first match names the refusal
     ("is_unspecified", "the unspecified address"),
     ("is_link_local", "a link-local address (cloud metadata services live there)"),
     ("is_multicast", "a multicast address"),
+)
+_LATER_KINDS = (
     ("is_private", "a private address"),
     ("is_reserved", "a reserved address"),
     ("is_site_local", "a site-local address"),
 )
+# Cloud-internal services on public addresses, and the IETF special-purpose ranges
+# (RFC 6890 registries) that `ipaddress` does not flag as non-global on every Python we support
+# (3.11 takes 192.0.0.192 for a global address, 3.13 takes parts of 2001::/23 for global).
+_SPECIAL_NETWORKS = tuple(
+    (ipaddress.ip_network(net), f"not a public address: {words}")
+    for net, words in (
+        ("168.63.129.16/32", "Azure's WireServer (168.63.129.16), a cloud-internal service"),
+        ("0.0.0.0/8", "'this network' (0.0.0.0/8)"),
+        ("100.64.0.0/10", "shared address space (100.64.0.0/10, carrier-grade NAT)"),
+        ("192.0.0.0/24", "an IETF protocol assignment (192.0.0.0/24)"),
+        ("192.0.2.0/24", "documentation, TEST-NET-1 (192.0.2.0/24)"),
+        ("192.88.99.0/24", "the deprecated 6to4 relay anycast (192.88.99.0/24)"),
+        ("198.18.0.0/15", "benchmarking (198.18.0.0/15)"),
+        ("198.51.100.0/24", "documentation, TEST-NET-2 (198.51.100.0/24)"),
+        ("203.0.113.0/24", "documentation, TEST-NET-3 (203.0.113.0/24)"),
+        ("255.255.255.255/32", "reserved, the limited broadcast address"),
+        ("240.0.0.0/4", "reserved for future use (240.0.0.0/4)"),
+        ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation (64:ff9b:1::/48)"),
+        ("100::/64", "the discard-only prefix (100::/64)"),
+        ("2001::/23", "an IETF protocol assignment (2001::/23)"),
+        ("2001:db8::/32", "documentation (2001:db8::/32)"),
+        ("3fff::/20", "documentation (3fff::/20)"),
+        ("5f00::/16", "segment routing SIDs (5f00::/16)"),
+        ("fc00::/7", "private, unique local (fc00::/7)"),
+        ("fe80::/10", "link-local (fe80::/10)"),
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -124,7 +155,9 @@ def fetch_url(
                 return outcome
             current = outcome
             client.cookies.clear()  # cookies are keyed by IP here: never carry them across hosts
-    raise PermanentError(f"{url} redirected more than {MAX_REDIRECTS} times; use the final URL")
+    raise PermanentError(
+        f"{_shown(url)} redirected more than {MAX_REDIRECTS} times; use the final URL"
+    )
 
 
 def read_local_feed(path: str | Path, max_bytes: int | None = None) -> bytes:
@@ -146,18 +179,29 @@ def read_local_feed(path: str | Path, max_bytes: int | None = None) -> bytes:
     return data
 
 
+def _shown(url: object) -> str:
+    """A URL as it may appear in an error: password and secret query values masked."""
+    return redact_url(str(url))
+
+
 def _check(url: str, networks: list[Network], resolve_timeout: float) -> _Target:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise FeedRefused(f"refused {url!r}: not a valid URL ({exc})") from exc
+        raise FeedRefused(
+            f"refused {_shown(url)!r}: not a valid URL ({redact_text(str(exc))})"
+        ) from exc
     if not parsed.scheme:
-        raise FeedRefused(f"refused {url!r}: no scheme; write the full http:// or https:// URL")
+        raise FeedRefused(
+            f"refused {_shown(url)!r}: no scheme; write the full http:// or https:// URL"
+        )
     if parsed.scheme not in _DEFAULT_PORTS:
-        raise FeedRefused(f"refused {url!r}: the {parsed.scheme}: scheme is refused, use http(s)")
+        raise FeedRefused(
+            f"refused {_shown(url)!r}: the {parsed.scheme}: scheme is refused, use http(s)"
+        )
     host = parsed.raw_host.decode("ascii")
     if not host:
-        raise FeedRefused(f"refused {url!r}: no host")
+        raise FeedRefused(f"refused {_shown(url)!r}: no host")
     port = parsed.port or _DEFAULT_PORTS[parsed.scheme]
 
     addresses = _resolve(host, port, resolve_timeout)
@@ -165,7 +209,7 @@ def _check(url: str, networks: list[Network], resolve_timeout: float) -> _Target
         why = _refusal(address, networks)
         if why:
             raise FeedRefused(
-                f"refused {url!r}: {host} resolves to {address}, {why}; add its network to "
+                f"refused {_shown(url)!r}: {host} resolves to {address}, {why}; add its network to "
                 "FEED_ALLOWED_NETWORKS only if you trust this feed"
             )
     first = addresses[0]
@@ -212,11 +256,19 @@ def _refusal(address: Address, networks: list[Network]) -> str | None:
             why = _refusal(mapped, networks)
             return f"which maps to {why}" if why else None
         embedded = [address.sixtofour, (address.teredo or (None, None))[1]]
+        if address in _NAT64:  # the gateway forwards to the IPv4 address in the low 32 bits
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
         for inner in filter(None, embedded):  # allowances are for addresses we connect to
             why = _refusal(inner, [])
             if why:
                 return f"which embeds {why}"
     for flag, words in _FORBIDDEN_KINDS:
+        if getattr(address, flag, False):
+            return words
+    for network, words in _SPECIAL_NETWORKS:
+        if address.version == network.version and address in network:
+            return words
+    for flag, words in _LATER_KINDS:
         if getattr(address, flag, False):
             return words
     return None if address.is_global else "not a public address"
@@ -248,9 +300,11 @@ def _get(
             response.close()
     except httpx.TransportError as exc:
         if deadline.expired:
-            raise deadline.error(target.url) from exc
+            raise deadline.error(_shown(target.url)) from exc
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        raise TransientError(f"fetching {target.url} {kind}: {exc!r}") from exc
+        raise TransientError(
+            f"fetching {_shown(target.url)} {kind}: {redact_text(repr(exc))}"
+        ) from exc
 
 
 def _outcome(
@@ -261,21 +315,27 @@ def _outcome(
         location = response.headers.get("Location")
         if not location:
             raise PermanentError(
-                f"{target.url} answered {status} without a Location header", http_status=status
+                f"{_shown(target.url)} answered {status} without a Location header",
+                http_status=status,
             )
         return str(target.url.join(location))
     if status in (429, 503):
         retry_after = _retry_after(response.headers.get("Retry-After"))
         raise TransientError(
-            f"{target.url} answered {status}; try again later", retry_after, http_status=status
+            f"{_shown(target.url)} answered {status}; try again later",
+            retry_after,
+            http_status=status,
         )
     if status >= 500:
-        raise TransientError(f"{target.url} answered {status} (server error)", http_status=status)
+        raise TransientError(
+            f"{_shown(target.url)} answered {status} (server error)", http_status=status
+        )
     if status >= 400:
-        raise PermanentError(f"{target.url} answered {status}; check the feed URL", status)
+        raise PermanentError(f"{_shown(target.url)} answered {status}; check the feed URL", status)
     if status != 304 and not 200 <= status < 300:
         raise PermanentError(
-            f"{target.url} answered {status}, which a feed fetch cannot use", http_status=status
+            f"{_shown(target.url)} answered {status}, which a feed fetch cannot use",
+            http_status=status,
         )
 
     content = None if status == 304 else _read_body(response, cap, deadline, target.url)
@@ -298,7 +358,9 @@ def _read_body(response: httpx.Response, cap: int, deadline: _Deadline, url: htt
     """
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
-        raise PermanentError(f"{url} sent Content-Encoding {encoding!r}, which we do not accept")
+        raise PermanentError(
+            f"{_shown(url)} sent Content-Encoding {encoding!r}, which we do not accept"
+        )
     inflate = None if encoding in ("identity", "") else zlib.decompressobj(32 + zlib.MAX_WBITS)
     chunks: list[bytes] = []
     size = 0
@@ -310,14 +372,16 @@ def _read_body(response: httpx.Response, cap: int, deadline: _Deadline, url: htt
                 try:
                     data = inflate.decompress(pending, cap + 1 - size)
                 except zlib.error as exc:
-                    raise PermanentError(f"{url} sent a body that does not decode: {exc}") from exc
+                    raise PermanentError(
+                        f"{_shown(url)} sent a body that does not decode: {exc}"
+                    ) from exc
                 pending = inflate.unconsumed_tail
             size += len(data)
             if size > cap:
-                raise PermanentError(f"feed larger than {cap} bytes: {url}")
+                raise PermanentError(f"feed larger than {cap} bytes: {_shown(url)}")
             chunks.append(data)
     if deadline.expired:  # the watchdog's shutdown looks like the end of an unsized body
-        raise deadline.error(url)
+        raise deadline.error(_shown(url))
     return b"".join(chunks)
 
 

@@ -14,6 +14,7 @@ import random
 from typing import Any
 
 from core.errors import FeedRefused, PermanentError, TransientError
+from core.redact import redact_text, redact_url
 from core.settings import get_settings
 from vectorstore import DatabaseUnavailable, connection, get_db
 from vectorstore import articles as store
@@ -80,7 +81,9 @@ def ingest_source(feed_id: int, source: FeedSource) -> dict[str, Any]:
             }
         return _ingest(feed_id, source)
     except DatabaseUnavailable as exc:
-        raise TransientError(f"feed {source.listed}: database busy or unreachable: {exc}") from exc
+        raise TransientError(
+            f"feed {redact_url(source.listed)}: database busy or unreachable: {exc}"
+        ) from exc
     finally:
         lease.release()
 
@@ -133,6 +136,7 @@ def _ingest(feed_id: int, source: FeedSource) -> dict[str, Any]:
 def _record_failure(
     feed_id: int, status: str, error: str, http_status: int | None
 ) -> dict[str, Any]:
+    error = redact_text(error)  # stored on the feed and published with the digest
     with connection() as conn:
         feed_store.record_feed_fetch(
             conn, feed_id, status=status, http_status=http_status, error=error
@@ -158,7 +162,7 @@ def fetch_feed(self, feed_id: int, listed: str, location: str, is_path: bool = F
         backoff = min(RETRY_CAP_SECONDS, 2.0 * 3**self.request.retries)
         wait = exc.retry_after if exc.retry_after is not None else backoff
         wait = min(RETRY_CAP_SECONDS, wait) * random.uniform(0.8, 1.2)
-        log.info("feed %s: %s; retrying in %.1fs", listed, exc, wait)
+        log.info("feed %s: %s; retrying in %.1fs", redact_url(listed), exc, wait)
         raise self.retry(exc=exc, countdown=wait) from exc
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from core.redact import redact_text, redact_url
 from vectorstore import articles as store
 from vectorstore import connection, runs
 
@@ -36,8 +37,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
+def _shown_error(error: str | None) -> str | None:
+    return redact_text(error) if error else error
+
+
 def build_digest(run_id: str) -> dict[str, Any]:
-    """The `digest.json` document of a run."""
+    """The `digest.json` document of a run.
+
+    Every feed URL in it is the URL as written with its secrets masked (`core.redact`): the
+    digest is published, the database keeps the URL it fetches.
+    """
     with connection() as conn:
         run = runs.get_run(conn, run_id)
         if run is None:
@@ -64,8 +73,8 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "url": a["url"],
                 "canonical_url": a["canonical_url"],
                 "title": a["title"],
-                "feed_url": a["feed_url"],
-                "source": a["feed_title"] or a["feed_url"],
+                "feed_url": redact_url(a["feed_url"]),
+                "source": a["feed_title"] or redact_url(a["feed_url"]),
                 "published": _iso(a["published"]),
                 "date_source": a["date_source"],
                 "first_seen": _iso(a["first_seen"]),
@@ -80,7 +89,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "category": a["category"],
                 "text_source": a.get("text_source") or "feed",
                 "text_error": a.get("text_error"),
-                "error": a["error"] or a["summary_note"],
+                "error": _shown_error(a["error"] or a["summary_note"]),
             }
         )
     for a in shown:
@@ -89,7 +98,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for a in out_articles:
         counts[a["status"]] = counts.get(a["status"], 0) + 1
-    modes = run["modes"] or {}
+    modes = {k: redact_text(str(v)) for k, v in (run["modes"] or {}).items()}
     return {
         "run_id": run_id,
         "mode": "fleet" if modes.get("broker", "").startswith("fleet") else "embedded",
@@ -99,9 +108,9 @@ def build_digest(run_id: str) -> dict[str, Any]:
         "generated_at": _iso(datetime.now(UTC)),
         "feeds": [
             {
-                "url": f["listed_url"],
+                "url": redact_url(f["listed_url"]),  # as written, secrets masked
                 "status": f["status"],
-                "error": f["error"],
+                "error": _shown_error(f["error"]),
                 "articles": f["articles"],
                 "http_status": f["http_status"],
                 "consecutive_failures": f["consecutive_failures"],
@@ -148,14 +157,14 @@ def _story(
             kept[root] = {
                 "url": a["canonical_url"],
                 "title": a["title"],
-                "source": a["feed_title"] or a["feed_url"],
+                "source": a["feed_title"] or redact_url(a["feed_url"]),
                 "published": _iso(a["placed_at"]),
                 "summary": a["summary"],
                 "also_in": [],
             }
         else:
             kept[root]["also_in"].append(
-                {"source": a["feed_title"] or a["feed_url"], "url": a["canonical_url"],
+                {"source": a["feed_title"] or redact_url(a["feed_url"]), "url": a["canonical_url"],
                  "title": a["title"]}
             )  # fmt: skip
         for c in carried.get(a["id"], []):
@@ -169,7 +178,7 @@ def _story(
         "summary": s.get("summary") or s["synthesis"],
         "keywords": s["keywords"],
         "article_urls": [url_of[aid] for aid in s["article_ids"] if aid in url_of],
-        "sources": s["sources"],
+        "sources": [redact_url(u) for u in s["sources"]],
         "independent_texts": s.get("independent_texts") or len(kept),
         "trend_score": round(float(s["trend_score"]), 4),
         "is_trending": bool(s["is_trending"]),

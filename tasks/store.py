@@ -6,6 +6,7 @@ for it. Idempotent: recording the same outcome twice changes nothing. Queue `ana
 
 from __future__ import annotations
 
+from core.redact import redact_text
 from vectorstore import articles as store
 from vectorstore import connection, runs
 
@@ -35,6 +36,7 @@ def record_outcome(
     """Store one article's outcome for the run and its lasting state."""
     if status not in _STATE:
         raise ValueError(f"unknown article status {status!r}")
+    error = redact_text(error) if error else error  # published with the digest
     with connection() as conn:
         state = _STATE[status]
         if state is not None:

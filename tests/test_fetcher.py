@@ -246,7 +246,7 @@ def test_loopback_spellings_are_refused_without_connecting(
         ("[::ffff:169.254.169.254]", "maps to a link-local"),
         ("[2002:a00:1::1]", "embeds a private"),  # 6to4 of 10.0.0.1
         ("[2002:7f00:1::1]", "embeds a loopback"),  # 6to4 of 127.0.0.1
-        ("[64:ff9b::a00:1]", "reserved"),  # NAT64 of 10.0.0.1
+        ("[64:ff9b::a00:1]", "embeds a private"),  # NAT64 of 10.0.0.1
     ],
 )
 def test_non_public_addresses_are_refused_at_the_check(
@@ -523,3 +523,67 @@ def test_local_feed_refuses_urls(url: str) -> None:
 def test_local_feed_must_be_a_regular_file(tmp_path: Path, name: str) -> None:
     with pytest.raises(PermanentError, match="not a regular file"):
         read_local_feed(tmp_path / name)
+
+
+# --- cloud-internal and special-purpose addresses ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("168.63.129.16", "Azure's WireServer"),
+        ("192.0.0.192", "IETF protocol assignment"),  # global to Python 3.11
+        ("192.0.0.9", "IETF protocol assignment"),
+        ("192.0.2.10", "TEST-NET-1"),
+        ("198.18.0.1", "benchmarking"),
+        ("198.19.255.254", "benchmarking"),
+        ("198.51.100.7", "TEST-NET-2"),
+        ("203.0.113.7", "TEST-NET-3"),
+        ("100.64.0.1", "shared address space"),
+        ("100.100.100.200", "shared address space"),  # Alibaba Cloud's metadata service
+        ("240.0.0.1", "reserved for future use"),
+        ("255.255.255.255", "limited broadcast"),
+        ("64:ff9b:1::1", "64:ff9b:1::/48"),
+        ("2001:1::1", "2001::/23"),
+        ("2001:4:112::1", "2001::/23"),
+        ("2001:db8::1", "documentation"),
+        ("3fff::1", "documentation"),
+        ("fd00:ec2::254", "unique local"),  # AWS's IPv6 metadata service
+        ("fe80::1", "link-local"),
+        ("100::1", "discard-only"),
+        ("2002:a83f:8110::1", "embeds not a public address: Azure's WireServer"),  # 6to4
+        ("64:ff9b::a83f:8110", "embeds not a public address: Azure's WireServer"),  # NAT64
+    ],
+)
+def test_cloud_internal_and_special_purpose_addresses_are_refused_by_name(
+    resolver, connects: list, address: str, reason: str
+) -> None:
+    names, _ = resolver
+    names["feeds.example"] = [address]
+    with pytest.raises(FeedRefused, match=reason) as refused:
+        check_url("http://feeds.example/rss?token=SECRET1", allowed_networks=[])
+    assert "FEED_ALLOWED_NETWORKS" in str(refused.value)
+    assert "SECRET1" not in str(refused.value)
+    assert connects == []
+
+
+def test_a_special_purpose_network_may_be_allowed_explicitly(resolver, connects: list) -> None:
+    names, _ = resolver
+    names["lab.example"] = ["198.18.0.5"]
+    assert check_url("http://lab.example/rss", allowed_networks=["198.18.0.0/15"]) == (
+        "lab.example",
+        80,
+        "198.18.0.5",
+    )
+    names["azure.example"] = ["168.63.129.16"]
+    with pytest.raises(FeedRefused, match="WireServer"):
+        check_url("http://azure.example/rss", allowed_networks=["198.18.0.0/15"])
+    assert connects == []
+
+
+def test_fetch_errors_never_quote_a_feed_urls_secret_query_values(server: FeedServer) -> None:
+    server.route("/gone", status(404))
+    with pytest.raises(PermanentError) as failed:
+        fetch_url(server.url("/gone") + "?token=SECRET2&page=1", allowed_networks=LOOPBACK)
+    assert "SECRET2" not in str(failed.value)
+    assert "?token=***&page=1" in str(failed.value)

@@ -21,7 +21,8 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
 from core.errors import ConfigError
-from core.settings import Settings, get_settings, redact_url
+from core.redact import redact_dsn, redact_text
+from core.settings import Settings, get_settings
 
 from .migrations import migrate
 
@@ -61,8 +62,9 @@ class Database:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
                 migrate(conn, dims=dims)
         except psycopg.OperationalError as exc:
+            reason = redact_text(" ".join(str(exc).split()))
             raise ConfigError(
-                f"cannot reach PostgreSQL at {redact_url(url)}: {' '.join(str(exc).split())}; "
+                f"cannot reach PostgreSQL at {redact_dsn(url)}: {reason}; "
                 "check DATABASE_URL, or unset it to use the embedded database"
             ) from exc
         self.pool = ConnectionPool(
@@ -102,7 +104,7 @@ def get_db(settings: Settings | None = None) -> Database:
         if _db is None or _db.pid != os.getpid():
             settings = settings or get_settings()
             _db = Database(resolve_url(settings), dims=settings.embedding_dimensions)
-            log.info("database ready: %s", redact_url(_db.url))
+            log.info("database ready: %s", redact_dsn(_db.url))
         return _db
 
 
