@@ -168,7 +168,8 @@ def _story(
                  "title": a["title"]}
             )  # fmt: skip
         for c in carried.get(a["id"], []):
-            kept[root]["also_in"].append({**c, "title": a["title"]})
+            source = c["title"] or redact_url(c["feed_url"])
+            kept[root]["also_in"].append({"source": source, "url": c["url"], "title": a["title"]})
     signals = dict(s.get("signals") or {})
     timeline = signals.pop("timeline", [])
     return {

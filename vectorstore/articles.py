@@ -121,11 +121,12 @@ def upsert_articles(
 
 
 def carriers_of(conn: psycopg.Connection, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    """Other feeds than the source that carry these articles: {article id: [{source, url}]}."""
+    """Other feeds than the source that carry these articles:
+    {article id: [{title (the feed's), feed_url, url}]}."""
     rows = (
         conn.cursor(row_factory=dict_row)
         .execute(
-            "SELECT c.article_id, coalesce(f.title, f.url) AS source, c.url FROM carriers c "
+            "SELECT c.article_id, f.title, f.url AS feed_url, c.url FROM carriers c "
             "JOIN articles a ON a.id = c.article_id JOIN feeds f ON f.id = c.feed_id "
             "WHERE c.article_id = ANY(%s) AND c.feed_id <> a.feed_id ORDER BY c.feed_id",
             (list(ids),),
@@ -134,7 +135,9 @@ def carriers_of(conn: psycopg.Connection, ids: Sequence[int]) -> dict[int, list[
     )
     out: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
-        out.setdefault(int(r["article_id"]), []).append({"source": r["source"], "url": r["url"]})
+        out.setdefault(int(r["article_id"]), []).append(
+            {"title": r["title"], "feed_url": r["feed_url"], "url": r["url"]}
+        )
     return out
 
 
