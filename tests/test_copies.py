@@ -181,3 +181,26 @@ def test_the_same_text_under_another_headline_is_an_exact_duplicate(db) -> None:
     decide_copy(first)
     result = decide_copy(again)
     assert result == {**result, "copy_of": first, "exact": True}
+
+
+def test_a_copy_told_its_original_keeps_the_link_re_pointed_since(db) -> None:
+    """A copy decided before the earliest copy arrived is re-pointed to it; recording the
+    copy's outcome afterwards (with the link it was told) must not undo that."""
+    t0 = datetime(2026, 11, 19, 12, tzinfo=UTC)
+    with db.connection() as conn:
+        feed = feed_store.upsert_feed(conn, "https://feed.example/rss")
+        wire = _store(conn, feed, 1, WIRE, t0)
+        early_copy = _store(conn, feed, 2, EDITS["dateline"], t0 + timedelta(hours=1))
+        late_copy = _store(conn, feed, 3, EDITS["credit_line"], t0 + timedelta(hours=2))
+    assert decide_copy(early_copy)["copy_of"] is None  # the wire's feed is read later
+    told = decide_copy(late_copy)["copy_of"]
+    assert told == early_copy
+    decide_copy(wire)
+    with db.connection() as conn:
+        store.set_article_outcome(
+            conn, late_copy, state="near_duplicate", duplicate_of=told, content_hash=None
+        )
+        store.set_article_outcome(conn, early_copy, state="processed", content_hash=None)
+    assert _links(db, [wire, early_copy, late_copy]) == {
+        wire: None, early_copy: wire, late_copy: wire
+    }  # fmt: skip

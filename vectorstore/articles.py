@@ -179,8 +179,9 @@ def set_article_outcome(
     """Record how processing ended; `processed_hash` marks which content that outcome is for
     (a failed article is not tried again for the same content unless asked to).
 
-    A distinct text (`processed`) keeps the copy link the copy decision left on it: when an
-    earlier copy of its text arrived while it was being summarized, it was re-pointed there.
+    The copy decision owns the copy link: a distinct text (`processed`) keeps the link it
+    left (an earlier copy of its text arrived while it was being summarized and re-pointed it),
+    and a copy keeps the link as re-pointed since its own decision, not the one it was told.
     """
     conn.execute(
         """
@@ -188,7 +189,8 @@ def set_article_outcome(
             state = CASE WHEN %(state)s = 'processed' AND duplicate_of IS NOT NULL
                           AND state IN ('duplicate', 'near_duplicate') THEN state
                          ELSE %(state)s END,
-            duplicate_of = CASE WHEN %(state)s IN ('duplicate', 'near_duplicate') THEN %(dup)s
+            duplicate_of = CASE WHEN %(state)s IN ('duplicate', 'near_duplicate')
+                                     THEN coalesce(duplicate_of, %(dup)s)
                                 WHEN %(state)s = 'processed' THEN duplicate_of ELSE NULL END,
             error = %(error)s, processed_hash = coalesce(%(hash)s, content_hash)
         WHERE id = %(id)s
