@@ -178,7 +178,10 @@ def _check(url: str, networks: list[Network], resolve_timeout: float) -> _Target
     if not parsed.scheme:
         raise FeedRefused(f"refused {url!r}: no scheme; write the full http:// or https:// URL")
     if parsed.scheme not in _DEFAULT_PORTS:
-        raise FeedRefused(f"refused {url!r}: the {parsed.scheme}: scheme is refused, use http(s)")
+        raise FeedRefused(
+            f"refused {url!r}: the {parsed.scheme}: scheme is refused, use http(s)",
+            brief=f"refused: the {parsed.scheme}: scheme",
+        )
     host = parsed.raw_host.decode("ascii")
     if not host:
         raise FeedRefused(f"refused {url!r}: no host")
@@ -188,9 +191,11 @@ def _check(url: str, networks: list[Network], resolve_timeout: float) -> _Target
     for address in addresses:
         why = _refusal(address, networks)
         if why:
+            where = str(address) if host.strip("[]") == str(address) else f"{host} ({address})"
             raise FeedRefused(
                 f"refused {url!r}: {host} resolves to {address}, {why}; add its network to "
-                "FEED_ALLOWED_NETWORKS only if you trust this feed"
+                "FEED_ALLOWED_NETWORKS only if you trust this feed",
+                brief=f"refused: {where}, {why}",
             )
     first = addresses[0]
     connect_to = first.ipv4_mapped if isinstance(first, ipaddress.IPv6Address) else None

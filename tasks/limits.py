@@ -72,7 +72,9 @@ def fleet_slot(
     delay = 0.02
     while not _redis_call(acquire, what, keys=[key], args=[token, max(1, limit), int(ttl * 1000)]):
         if time.monotonic() > deadline:
-            raise TransientError(f"no {what} free in {wait:.0f}s")
+            raise TransientError(
+                f"no {what} free in {wait:.0f}s", brief=f"no {what} free in {wait:.0f}s"
+            )
         time.sleep(delay * random.uniform(0.5, 1.5))
         delay = min(0.5, delay * 1.5)
     try:
@@ -214,7 +216,9 @@ def host_slot(host: str, limit: int, *, ttl: float, wait: float) -> Iterator[Non
             (host, limit), threading.BoundedSemaphore(max(1, limit))
         )
     if not semaphore.acquire(timeout=wait):
-        raise TransientError(f"no slot for {host} free in {wait:.0f}s")
+        raise TransientError(
+            f"no slot for {host} free in {wait:.0f}s", brief=f"no slot for {host} free in time"
+        )
     try:
         yield
     finally:
