@@ -162,6 +162,7 @@ def test_only_teasers_need_their_page() -> None:
 
 # --- hostile pages: the article stays on its feed text, with the reason ----------------------
 
+AGENT = "AgenticMediaLab"
 HOSTILE = {
     "/meta": (
         redirect("http://169.254.169.254/latest/meta-data/"),
@@ -178,7 +179,7 @@ HOSTILE = {
         "not HTML: application/pdf",
         False,
     ),
-    "/private/story": (page(html(8)), "robots.txt disallows /private/story for AgenticMediaLab", False),
+    "/private/story": (page(html(8)), f"robots.txt disallows /private/story for {AGENT}", False),
     "/busy": (status(503), "HTTP 503", True),
     "/slow-down": (status(429), "HTTP 429", True),
 }  # fmt: skip
@@ -186,7 +187,10 @@ HOSTILE = {
 
 @pytest.mark.parametrize("path", list(HOSTILE))
 def test_a_hostile_page_leaves_the_article_on_its_feed_text(
-    db, site: FeedServer, connects, path: str  # noqa: F811
+    db,
+    site: FeedServer,
+    connects,  # noqa: F811 - the guard's record of every connect
+    path: str,
 ) -> None:
     responder, reason, transient = HOSTILE[path]
     aid = add_article(db, site.route(path, responder))
