@@ -218,7 +218,9 @@ def _resolve(host: str, port: int, timeout: float) -> list[Address]:
     if not answer:
         raise TransientError(f"resolving {host} took longer than the fetch's {timeout:.1f} s left")
     if isinstance(answer[0], socket.gaierror) and answer[0].errno == socket.EAI_NONAME:
-        raise PermanentError(f"host {host} does not exist; check the feed URL")
+        raise PermanentError(
+            f"host {host} does not exist; check the feed URL", brief=f"host {host} does not exist"
+        )
     if isinstance(answer[0], OSError):
         raise TransientError(f"could not resolve {host}: {answer[0]}")
     addresses = [

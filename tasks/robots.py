@@ -122,7 +122,7 @@ def _fetch(origin: str, user_agent: str, timeout: float) -> Robots:
     except FeedRefused as exc:  # the page's own fetch meets the same refusal and reports it
         return Robots("allow_all", note=f"refused: {exc}")
     except TransientError as exc:
-        status = f"HTTP {exc.http_status}" if exc.http_status else (exc.brief or "fetch failed")
+        status = f"HTTP {exc.http_status}" if exc.http_status else (exc.brief or str(exc)[:160])
         return Robots("disallow_all", note=status)
     except PermanentError as exc:
         if exc.http_status and 400 <= exc.http_status < 500:

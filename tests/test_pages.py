@@ -7,6 +7,7 @@ test whose code connects beyond loopback, so refused addresses are provably neve
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -106,6 +107,7 @@ def test_a_teasers_page_text_is_stored_and_used(db, site: FeedServer) -> None:
         assert page_store.page_outcomes(conn, [aid]) == {
             aid: {"text_source": "page", "text_error": None}
         }
+        assert page_store.page_counts(conn, [aid]) == {"used": 1, "not_used": {}}
     [request] = [s for s in site.seen if s.path == "/story"]
     assert request.headers["User-Agent"] == get_settings().user_agent
     assert "text/html" in request.headers["Accept"]
@@ -202,6 +204,7 @@ def test_a_hostile_page_leaves_the_article_on_its_feed_text(
     assert reason in row["error"]
     with db.connection() as conn:
         assert page_store.page_outcomes(conn, [aid])[aid]["text_source"] == "feed"
+        assert page_store.page_counts(conn, [aid]) == {"used": 0, "not_used": {row["error"]: 1}}
     assert {address[0] for address in connects} == {"127.0.0.1"}
     assert site.hits["/private/story"] == 0
 
@@ -224,6 +227,22 @@ def test_transient_failures_retry_once_in_the_task_and_again_on_request(
     assert site.hits["/story"] == 2
     result = fetch_article_page(aid, retry_transient=True)
     assert result["text_source"] == "page" and site.hits["/story"] == 3
+
+
+def test_a_name_that_does_not_resolve_is_permanent(db, monkeypatch) -> None:
+    asked: list[str] = []
+
+    def no_such_name(host: str, *args: object, **kwargs: object) -> list:
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)  # no resolver is ever asked
+    aid = add_article(db, "http://nowhere.example/story")
+    result = fetch_article_page(aid)
+    assert result["text_error"] == "host nowhere.example does not exist"
+    assert stored(db, aid)["transient"] is False
+    assert fetch_article_page(aid, retry_transient=True)["cached"] is True
+    assert set(asked) == {"nowhere.example"}
 
 
 def test_a_404_is_not_retried(db, site: FeedServer) -> None:

@@ -9,6 +9,7 @@ conditional GET. Callers pass a connection and own the transaction. Nothing here
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,4 +102,14 @@ def page_outcomes(conn: psycopg.Connection, article_ids: Sequence[int]) -> dict[
     return {
         int(aid): found.get(int(aid), {"text_source": "feed", "text_error": None})
         for aid in article_ids
+    }
+
+
+def page_counts(conn: psycopg.Connection, article_ids: Sequence[int]) -> dict[str, Any]:
+    """For a run report: pages used, and how many were not used for each reason."""
+    outcomes = page_outcomes(conn, article_ids).values()
+    reasons = Counter(o["text_error"] for o in outcomes if o["text_error"])
+    return {
+        "used": sum(o["text_source"] == "page" for o in outcomes),
+        "not_used": dict(reasons.most_common()),
     }
