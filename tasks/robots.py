@@ -81,7 +81,18 @@ def product_token(user_agent: str) -> str:
 def rules_for(url: str, user_agent: str) -> Robots:
     """The robots.txt of `url`'s origin, from the cache or fetched once (one fetch at a time per
     origin, in this process and, with Redis, across the fleet)."""
-    origin = _origin(url)
+    import redis
+
+    try:
+        return _rules_for(_origin(url), user_agent)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise TransientError(
+            f"Redis unreachable for the robots.txt cache: {exc}",
+            brief="Redis unreachable for the robots.txt cache",
+        ) from exc
+
+
+def _rules_for(origin: str, user_agent: str) -> Robots:
     found = _cache_get(origin)
     if found is not None:
         return found
