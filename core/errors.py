@@ -17,26 +17,44 @@ class ConfigError(AMLError):
 
 
 class TransientError(AMLError):
-    """Worth retrying later; `retry_after` (seconds) when the remote said so."""
+    """Worth retrying later; `retry_after` (seconds) when the remote said so, and `brief`, the
+    cause in a few words for a report ("timed out after 10 s"), when the raiser has one."""
 
     def __init__(
-        self, message: str, retry_after: float | None = None, http_status: int | None = None
+        self,
+        message: str,
+        retry_after: float | None = None,
+        http_status: int | None = None,
+        *,
+        brief: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.http_status = http_status
+        self.brief = brief
 
 
 class PermanentError(AMLError):
-    """Retrying will not help; recorded where the user will see it."""
+    """Retrying will not help; recorded where the user will see it (`brief` as above)."""
 
-    def __init__(self, message: str, http_status: int | None = None) -> None:
+    def __init__(
+        self, message: str, http_status: int | None = None, *, brief: str | None = None
+    ) -> None:
         super().__init__(message)
         self.http_status = http_status
+        self.brief = brief
 
 
 class FeedRefused(PermanentError):
     """A feed URL or document we refuse to touch (hostile address, scheme, entities)."""
+
+
+class UnwantedType(PermanentError):
+    """A response's Content-Type is not one the caller accepts (checked before its body)."""
+
+    def __init__(self, message: str, content_type: str | None, http_status: int) -> None:
+        super().__init__(message, http_status, brief=f"type {content_type or 'missing'}")
+        self.content_type = content_type
 
 
 class DispatchTimeout(AMLError):

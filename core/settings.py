@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core import redact
 from core.redact import DEFAULT_SECRET_QUERY_PARAMS, redact_dsn
 from core.redact import redact_url as redact_url  # the one redaction; kept importable here
+DEFAULT_USER_AGENT = "AgenticMediaLab/0.1 (+https://github.com/agentic-media-lab/agentic-media-lab)"
 
 
 class Settings(BaseSettings):
@@ -54,6 +55,16 @@ class Settings(BaseSettings):
     )
     feed_max_bytes: int = Field(5_000_000, description="Cap on a feed's decoded size")
     feed_timeout_seconds: float = Field(20.0, description="Wall-clock deadline per fetch")
+    user_agent: str = Field(
+        DEFAULT_USER_AGENT, description="User-Agent of every fetch (feeds, pages, robots.txt)"
+    )
+    fetch_full_text: bool = Field(
+        True, description="Fetch the article's page when its feed carries only a teaser"
+    )
+    fulltext_min_words: int = Field(50, description="Feed text shorter than this is a teaser")
+    page_max_per_host: int = Field(2, description="Page requests at once per host, fleet-wide")
+    page_max_bytes: int = Field(3_000_000, description="Cap on a page's decoded size")
+    page_timeout_seconds: float = Field(10.0, description="Wall-clock deadline per page fetch")
     llm_timeout_seconds: float = Field(60.0, description="Deadline of one LLM request")
     llm_max_retries: int = Field(2, description="Client retries for 429 and 5xx")
     llm_max_input_tokens: int = Field(
@@ -84,6 +95,22 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         """`VAR=` (as docker compose passes an unset variable) means unset, not empty."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("user_agent", mode="before")
+    @classmethod
+    def _user_agent_is_one_line(cls, value: object) -> object:
+        """Blank means the default; a header value may not span lines."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return DEFAULT_USER_AGENT
+        if isinstance(value, str) and any(c in value for c in "\r\n"):
+            raise ValueError("USER_AGENT must be one line, e.g. Name/1.0 (+https://contact.url)")
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("fetch_full_text", mode="before")
+    @classmethod
+    def _blank_is_on(cls, value: object) -> object:
+        """`FETCH_FULL_TEXT=` keeps the default (on); on/off/true/false/1/0 parse as usual."""
+        return True if isinstance(value, str) and not value.strip() else value
 
     @field_validator("feed_allowed_networks", mode="before")
     @classmethod

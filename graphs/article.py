@@ -1,14 +1,17 @@
 """The article graph: plans one article and delegates every heavy step to the Celery fleet.
 
-    plan -> copies -> embed -> summarize -> classify -> store    (a distinct text)
+    plan -> [page] -> copies -> embed -> summarize -> classify -> store    (a distinct text)
     plan -> copies -> store              (a copy of another article's text: exact or near)
     plan -> store                        (unchanged since processed, no text at all, failed
                                           before and not retried)
     plan -> END                          (this run already recorded the outcome)
 
-`plan` reads the article and decides; `copies` asks the analyze queue whether the text is a copy
-of another stored article (exact or lightly edited: `tasks.copycheck`), which links it to the
-earliest published copy; only distinct texts go on: `embed` joins a batch on the embed queue,
+`plan` reads the article and decides; when the feed text is a teaser (`FULLTEXT_MIN_WORDS`, or
+visibly cut) and full text is on, `page` has the ingest queue fetch the article's own page
+(`tasks.pages`: safe fetcher, robots.txt, per-host limits) and every later step works from the
+page text; any page failure leaves the article on its feed text, with the reason. `copies`
+asks the analyze queue whether the text is a copy of another stored article (exact or lightly
+edited: `tasks.copycheck`), which links it to the earliest published copy; only distinct texts go on: `embed` joins a batch on the embed queue,
 `summarize` runs on the llm queue (on the embed queue when the summary is extractive, which
 needs the embedding model; a text shorter than `min_words` is its own summary, never sent to the
 LLM); `classify` adds category and tags where the LLM did not; `store` records the outcome. A
@@ -25,16 +28,18 @@ import logging
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from core.errors import DispatchTimeout, PermanentError, TransientError
 from core.settings import get_settings
 from graphs.runtime import EmbedBatcher, db_call, deadlines_from, ensure_workers, get_dispatcher
 from graphs.state import ArticleState, RunContext
 from tasks.classify import classify_article
 from tasks.copycheck import check_copy
 from tasks.embed import embed_batch
+from tasks.pages import fetch_page, needs_page
 from tasks.store import store_outcome
 from tasks.summarize import summarize_article
+from vectorstore import DatabaseUnavailable, connection, runs
 from vectorstore import articles as store
-from vectorstore import connection, runs
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ def _load_plan(article_id: int, run_id: str, retry_failed: bool) -> dict:
         "recorded": recorded if recorded in RECORDED else None,
         "content_hash": a["content_hash"],
         "words": len(a["text"].split()),
+        "teaser": needs_page(a["body"]),
         "unchanged": same_content and a["state"] in FINAL_STATES,
         "still_failed": (a["error"] or "failed earlier")
         if same_content and a["state"] == "failed" and not retry_failed
@@ -65,7 +71,8 @@ def _load_plan(article_id: int, run_id: str, retry_failed: bool) -> dict:
 
 
 async def plan(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
-    """Decide the article's path: recorded already, unchanged, no text, too short, or new."""
+    """Decide the article's path: recorded already, unchanged, a teaser whose page to fetch,
+    no text, too short, or new."""
     ctx = _ctx(runtime)
     await asyncio.to_thread(ensure_workers)
     p = await db_call(_load_plan, state["article_id"], state["run_id"], ctx.retry_failed)
@@ -76,15 +83,25 @@ async def plan(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
         return {**base, "route": "unchanged", "status": "unchanged"}
     if p["still_failed"]:  # same content failed before: left alone unless --retry-failed
         return {**base, "route": "unchanged", "status": "failed", "error": p["still_failed"]}
-    if p["words"] == 0:
-        return {**base, "route": "empty", "status": "skipped",
-                "error": "the feed entry has no text to summarize (title only)"}  # fmt: skip
-    return {**base, "route": "short" if p["words"] < ctx.min_words else "process"}
+    if p["teaser"] and ctx.fetch_full_text:
+        return {**base, "route": "page"}
+    route = _text_route(p["words"], ctx)
+    return {**base, "route": route, **(_EMPTY if route == "empty" else {})}
+
+
+def _text_route(words: int, ctx: RunContext) -> str:
+    return "empty" if words == 0 else "short" if words < ctx.min_words else "process"
+
+
+_EMPTY = {"status": "skipped", "error": "the feed entry has no text to summarize (title only)"}
 
 
 def route_after_plan(state: ArticleState) -> str:
-    """plan -> copies for a text to process; store for nothing-to-do; END when recorded."""
+    """plan -> page for a teaser, copies for a text to process; store for nothing-to-do (or no
+    text at all); END when recorded."""
     route = state.get("route")
+    if route == "page":
+        return "page"
     if route in ("process", "short"):
         return "copies"
     if route in ("unchanged", "empty"):
@@ -92,6 +109,33 @@ def route_after_plan(state: ArticleState) -> str:
     if route == "recorded":
         return END
     raise ValueError(f"plan produced no route for article {state.get('article_id')}: {route!r}")
+
+
+async def page(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
+    """Fetch the teaser's own page on the ingest queue; the article goes on with the longer of
+    the page text and the feed text (a page problem is a reason, never a failure)."""
+    ctx = _ctx(runtime)
+    sig = fetch_page.s(state["article_id"], ctx.retry_failed)
+    try:
+        result = await get_dispatcher().call(sig, deadlines_from(ctx))
+    except (DispatchTimeout, TransientError, PermanentError, DatabaseUnavailable) as exc:
+        log.warning("article %s: page fetch gave nothing (%s); using the feed text",
+                    state["article_id"], exc)  # fmt: skip
+        words = await db_call(_feed_words, state["article_id"])
+        result = {"text_source": "feed", "words": words}
+    route = _text_route(int(result["words"]), ctx)
+    out: dict = {"route": route, "text_source": result["text_source"]}
+    return {**out, **_EMPTY} if route == "empty" else out
+
+
+def _feed_words(article_id: int) -> int:
+    with connection() as conn:
+        return len(store.get_article(conn, article_id)["body"].split())
+
+
+def route_after_page(state: ArticleState) -> str:
+    """page -> copies with a text; store when neither page nor feed has any."""
+    return "store" if state.get("route") == "empty" else "copies"
 
 
 async def copies(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
@@ -189,13 +233,15 @@ async def store_node(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
 
 builder = StateGraph(ArticleState, context_schema=RunContext)
 builder.add_node("plan", plan)
+builder.add_node("page", page)
 builder.add_node("copies", copies)
 builder.add_node("embed", embed)
 builder.add_node("summarize", summarize)
 builder.add_node("classify", classify)
 builder.add_node("store", store_node)
 builder.add_edge(START, "plan")
-builder.add_conditional_edges("plan", route_after_plan, ["copies", "store", END])
+builder.add_conditional_edges("plan", route_after_plan, ["page", "copies", "store", END])
+builder.add_conditional_edges("page", route_after_page, ["copies", "store"])
 builder.add_conditional_edges("copies", route_after_copies, ["embed", "store"])
 builder.add_conditional_edges("embed", route_after_embed, ["summarize", "store"])
 builder.add_conditional_edges("summarize", route_after_summarize, ["classify", "store"])

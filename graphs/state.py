@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, TypedDict
 
 ArticleStatus = Literal["new", "unchanged", "duplicate", "near_duplicate", "skipped", "failed"]
-Route = Literal["process", "short", "empty", "unchanged", "recorded"]
+Route = Literal["page", "process", "short", "empty", "unchanged", "recorded"]
 
 
 @dataclass
@@ -23,6 +23,8 @@ class RunContext:
     """A text with fewer words is its own summary (extractive), never sent to the LLM."""
     summary_words: int = 60
     """Word budget of a summary."""
+    fetch_full_text: bool = True
+    """Fetch a teaser's own page for its full text (also needs FETCH_FULL_TEXT on)."""
     near_duplicate_days: float = 3.0
     """How far around an article's date (days either side) copies of its text are looked for."""
     prefer_llm: bool = True
@@ -70,7 +72,8 @@ class ArticleState(TypedDict, total=False):
     run_id: str
     """The run this processing belongs to (input)."""
     route: Route
-    """What plan decided: full processing, a short text, no text, or nothing to do."""
+    """What plan decided: fetch the page first, full processing, a short text, no text, or
+    nothing to do."""
     content_hash: str
     """The content the plan saw; recorded as processed when the article is done."""
     placed_at: float
@@ -81,6 +84,8 @@ class ArticleState(TypedDict, total=False):
     """The article this one duplicates, when it does."""
     summary_source: str | None
     """'llm' or 'extractive' when a summary was written."""
+    text_source: str | None
+    """'page' when the article's own page gave its text, else 'feed'."""
     error: str | None
     """Why the article failed, in words a user can act on."""
 

@@ -33,6 +33,7 @@ EMBEDDED_BACKEND = "tasks.embedded:RunMemoryBackend"
 
 ROUTES = {
     "tasks.ingest.*": {"queue": "ingest"},
+    "tasks.pages.*": {"queue": "ingest"},
     "tasks.summarize.*": {"queue": "llm"},
     "tasks.embed.*": {"queue": "embed"},
     "tasks.classify.*": {"queue": "embed"},
@@ -131,6 +132,7 @@ app = Celery(
     task_cls="tasks.guard:GuardedTask",
     include=[
         "tasks.ingest",
+        "tasks.pages",
         "tasks.summarize",
         "tasks.embed",
         "tasks.analyze",

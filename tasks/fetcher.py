@@ -1,11 +1,12 @@
-"""Fetching untrusted feed URLs safely: the only place feed bytes come from.
+"""Fetching untrusted URLs safely: the only place feed and page bytes come from.
 
 Owns the URL check (http/https only; the host is resolved once and every address must be public
 unless the operator allowed its network), the connection to exactly the address that was checked,
-hand-followed redirects (each hop checked again), one wall-clock deadline per fetch, a cap on
-decoded bytes, conditional GET, and the mapping of HTTP outcomes onto `TransientError` and
-`PermanentError`. It must not parse feeds, touch storage or queues, or hand any URL to feedparser
-(whose own fetcher opens `file://` and local paths): callers get bytes.
+hand-followed redirects (each hop checked again, and offered to an optional hook), one wall-clock
+deadline per fetch, a cap on decoded bytes, conditional GET, an optional Content-Type filter
+applied before any body byte is read, and the mapping of HTTP outcomes onto `TransientError` and
+`PermanentError`. It must not parse feeds or pages, touch storage or queues, or hand any URL to
+feedparser (whose own fetcher opens `file://` and local paths): callers get bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,11 +26,17 @@ from typing import Any, Literal, Self
 
 import httpx
 
-from core.errors import ConfigError, FeedRefused, PermanentError, TransientError
+from core.errors import (
+    ConfigError,
+    FeedRefused,
+    PermanentError,
+    TransientError,
+    UnwantedType,
+)
 from core.redact import redact_text, redact_url
-from core.settings import get_settings
+from core.settings import DEFAULT_USER_AGENT, get_settings
 
-USER_AGENT = "AgenticMediaLab/0.1 (+https://github.com/agentic-media-lab)"
+USER_AGENT = DEFAULT_USER_AGENT  # the default of the USER_AGENT setting, which every fetch sends
 MAX_REDIRECTS = 5
 
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -122,13 +130,21 @@ def fetch_url(
     allowed_networks: list[str] | None = None,
     max_bytes: int | None = None,
     timeout: float | None = None,
+    accept_types: Sequence[str] | None = None,
+    user_agent: str | None = None,
+    on_redirect: Callable[[str], None] | None = None,
 ) -> FetchResult:
-    """Fetch a feed URL within one deadline, following at most 5 checked redirects.
+    """Fetch a URL within one deadline, following at most 5 checked redirects.
 
-    None for `allowed_networks`, `max_bytes` or `timeout` means the settings' value. Raises
-    `FeedRefused` for a hostile URL or redirect, `TransientError` for timeouts, connection
-    failures, 429 and 5xx (with `retry_after` when the server sent one), `PermanentError` for
-    other 4xx, too many redirects or a body larger than `max_bytes` once decoded.
+    None for `allowed_networks`, `max_bytes`, `timeout` or `user_agent` means the settings'
+    value. `accept_types` (media types such as "text/html") are sent as Accept and checked on
+    the response's Content-Type before its body is read; None accepts any type. `on_redirect`
+    is called with each redirect target that passed the address check, before it is requested,
+    and may raise to stop the fetch. Raises `FeedRefused` for a hostile URL or redirect,
+    `TransientError` for timeouts (`FetchTimeout` when the deadline passed), connection failures,
+    429 and 5xx (with `retry_after` when the server sent one), `PermanentError` for other 4xx,
+    too many redirects, a body larger than `max_bytes` once decoded (`TooLarge`) or a type not
+    in `accept_types` (`UnwantedType`).
     """
     settings = get_settings()
     networks = _parse_networks(
@@ -136,7 +152,13 @@ def fetch_url(
     )
     cap = settings.feed_max_bytes if max_bytes is None else max_bytes
     budget = settings.feed_timeout_seconds if timeout is None else timeout
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}  # what _read_body inflates
+    headers = {
+        "User-Agent": user_agent or settings.user_agent,
+        "Accept-Encoding": "gzip",  # what _read_body inflates
+    }
+    accepted = tuple(t.lower() for t in accept_types) if accept_types is not None else None
+    if accepted:
+        headers["Accept"] = ", ".join(accepted)
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
@@ -146,9 +168,11 @@ def fetch_url(
     client = httpx.Client(trust_env=False, follow_redirects=False)
     with _Deadline(budget) as deadline, client:
         current = url
-        for _hop in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
             target = _check(current, networks, deadline.remaining())
-            outcome = _get(client, target, headers, deadline, cap)
+            if hop and on_redirect is not None:
+                on_redirect(current)
+            outcome = _get(client, target, headers, deadline, cap, accepted)
             if isinstance(outcome, FetchResult):
                 if outcome.status == "not_modified" and outcome.etag is None:
                     outcome = replace(outcome, etag=etag)  # the validator still holds
@@ -197,7 +221,8 @@ def _check(url: str, networks: list[Network], resolve_timeout: float) -> _Target
         )
     if parsed.scheme not in _DEFAULT_PORTS:
         raise FeedRefused(
-            f"refused {_shown(url)!r}: the {parsed.scheme}: scheme is refused, use http(s)"
+            f"refused {_shown(url)!r}: the {parsed.scheme}: scheme is refused, use http(s)",
+            brief=f"refused: the {parsed.scheme}: scheme",
         )
     host = parsed.raw_host.decode("ascii")
     if not host:
@@ -208,9 +233,11 @@ def _check(url: str, networks: list[Network], resolve_timeout: float) -> _Target
     for address in addresses:
         why = _refusal(address, networks)
         if why:
+            where = str(address) if host.strip("[]") == str(address) else f"{host} ({address})"
             raise FeedRefused(
-                f"refused {_shown(url)!r}: {host} resolves to {address}, {why}; add its network to "
-                "FEED_ALLOWED_NETWORKS only if you trust this feed"
+                f"refused {_shown(url)!r}: {host} resolves to {address}, {why}; add its network "
+                "to FEED_ALLOWED_NETWORKS only if you trust this feed",
+                brief=f"refused: {where}, {why}",
             )
     first = addresses[0]
     connect_to = first.ipv4_mapped if isinstance(first, ipaddress.IPv6Address) else None
@@ -233,7 +260,9 @@ def _resolve(host: str, port: int, timeout: float) -> list[Address]:
     if not answer:
         raise TransientError(f"resolving {host} took longer than the fetch's {timeout:.1f} s left")
     if isinstance(answer[0], socket.gaierror) and answer[0].errno == socket.EAI_NONAME:
-        raise PermanentError(f"host {host} does not exist; check the feed URL")
+        raise PermanentError(
+            f"host {host} does not exist; check the feed URL", brief=f"host {host} does not exist"
+        )
     if isinstance(answer[0], OSError):
         raise TransientError(f"could not resolve {host}: {answer[0]}")
     addresses = [
@@ -282,7 +311,12 @@ def _parse_networks(networks: list[str]) -> list[Network]:
 
 
 def _get(
-    client: httpx.Client, target: _Target, headers: dict[str, str], deadline: _Deadline, cap: int
+    client: httpx.Client,
+    target: _Target,
+    headers: dict[str, str],
+    deadline: _Deadline,
+    cap: int,
+    accepted: tuple[str, ...] | None,
 ) -> FetchResult | str:
     """One request to the checked address: a result, or the next URL to follow."""
     request = client.build_request(
@@ -295,7 +329,7 @@ def _get(
     try:
         response = client.send(request, stream=True)
         try:
-            return _outcome(response, target, deadline, cap)
+            return _outcome(response, target, deadline, cap, accepted)
         finally:
             response.close()
     except httpx.TransportError as exc:
@@ -308,7 +342,11 @@ def _get(
 
 
 def _outcome(
-    response: httpx.Response, target: _Target, deadline: _Deadline, cap: int
+    response: httpx.Response,
+    target: _Target,
+    deadline: _Deadline,
+    cap: int,
+    accepted: tuple[str, ...] | None,
 ) -> FetchResult | str:
     status = response.status_code
     if status in _REDIRECTS:
@@ -338,6 +376,16 @@ def _outcome(
             http_status=status,
         )
 
+    content_type = response.headers.get("Content-Type")
+    if status != 304 and accepted is not None:
+        media_type = (content_type or "").split(";", 1)[0].strip().lower()
+        if media_type not in accepted:
+            raise UnwantedType(
+                f"{target.url} sent {media_type or 'no Content-Type'}, not one of "
+                f"{', '.join(accepted)}",
+                media_type or None,
+                status,
+            )
     content = None if status == 304 else _read_body(response, cap, deadline, target.url)
     return FetchResult(
         status="not_modified" if status == 304 else "ok",
@@ -346,7 +394,7 @@ def _outcome(
         etag=response.headers.get("ETag"),
         last_modified=response.headers.get("Last-Modified"),
         final_url=str(target.url),
-        content_type=response.headers.get("Content-Type"),
+        content_type=content_type,
     )
 
 
@@ -378,7 +426,9 @@ def _read_body(response: httpx.Response, cap: int, deadline: _Deadline, url: htt
                 pending = inflate.unconsumed_tail
             size += len(data)
             if size > cap:
-                raise PermanentError(f"feed larger than {cap} bytes: {_shown(url)}")
+                raise PermanentError(
+                    f"feed larger than {cap} bytes: {_shown(url)}", brief=f"larger than {cap} bytes"
+                )
             chunks.append(data)
     if deadline.expired:  # the watchdog's shutdown looks like the end of an unsized body
         raise deadline.error(_shown(url))
@@ -437,7 +487,8 @@ class _Deadline:
     def error(self, url: object = "the feed") -> TransientError:
         return TransientError(
             f"fetching {url} did not finish within {self.seconds:g} s; the server is too slow "
-            "(raise FEED_TIMEOUT_SECONDS if this feed is just large)"
+            "(raise FEED_TIMEOUT_SECONDS if this feed is just large)",
+            brief=f"timed out after {self.seconds:g} s",
         )
 
     def trace(self, event: str, info: dict[str, Any]) -> None:

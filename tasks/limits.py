@@ -1,10 +1,11 @@
-"""Fleet-wide LLM limits: calls in flight and requests per minute, shared by every worker.
+"""Fleet-wide limits: LLM calls in flight and requests per minute, and counted slots for any key.
 
 With Redis (`REDIS_URL`, else a Redis broker) both limits live in Redis and use the server's
 clock, so 20 workers on 20 machines never exceed `LLM_MAX_CONCURRENCY` or
 `LLM_REQUESTS_PER_MINUTE`. A concurrency slot carries a time-to-live: a worker that dies holding
 one loses it when the TTL passes, never forever. Without Redis (the embedded mode, one process)
-the same limits hold in-process. Nothing here calls a provider.
+the same limits hold in-process. `fleet_slot` is the slot mechanism itself, for any key and
+limit (the page fetcher holds one per host). Nothing here calls a provider or fetches.
 """
 
 from __future__ import annotations
@@ -55,6 +56,47 @@ return math.max(1, tonumber(oldest[2]) + 60000 - now)
 """
 
 
+@contextmanager
+def fleet_slot(
+    client: Any, key: str, limit: int, *, ttl: float, wait: float, what: str
+) -> Iterator[None]:
+    """Hold one of `limit` slots of the Redis sorted set `key` while the block runs.
+
+    Each slot expires after `ttl` seconds (a dead holder frees it); waiting for one is bounded
+    by `wait` seconds, then `TransientError(f"no {what} free in ...")`. Redis being away (after
+    the client's own retries) is a `TransientError` too.
+    """
+    acquire = client.register_script(_ACQUIRE)
+    deadline = time.monotonic() + wait
+    token = uuid.uuid4().hex
+    delay = 0.02
+    while not _redis_call(acquire, what, keys=[key], args=[token, max(1, limit), int(ttl * 1000)]):
+        if time.monotonic() > deadline:
+            raise TransientError(
+                f"no {what} free in {wait:.0f}s", brief=f"no {what} free in {wait:.0f}s"
+            )
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(0.5, delay * 1.5)
+    try:
+        yield
+    finally:
+        try:
+            client.zrem(key, token)
+        except Exception as exc:  # noqa: BLE001 - the TTL frees the slot anyway
+            log.warning("could not release %s (it expires by itself): %s", what, exc)
+
+
+def _redis_call(script: Any, what: str, **kwargs: Any) -> Any:
+    """Run a limiter script; Redis being away (after the client's own retries) is a transient
+    error of the call, retried by the task."""
+    import redis
+
+    try:
+        return script(**kwargs)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise TransientError(f"Redis unreachable for the {what}: {exc}") from exc
+
+
 class LLMLimiter:
     """Acquire a concurrency slot for a call and a rate token for every HTTP request."""
 
@@ -75,7 +117,6 @@ class LLMLimiter:
             from .redisconn import resilient_options
 
             self._redis = redis.Redis.from_url(settings.effective_redis_url, **resilient_options())
-            self._acquire = self._redis.register_script(_ACQUIRE)
             self._rate = self._redis.register_script(_RATE)
         self._local_slots = threading.BoundedSemaphore(self.max_concurrency)
         self._local_times: deque[float] = deque()
@@ -89,7 +130,6 @@ class LLMLimiter:
     @contextmanager
     def slot(self) -> Iterator[None]:
         """Hold one of `LLM_MAX_CONCURRENCY` fleet-wide slots for the duration of a call."""
-        deadline = time.monotonic() + self.wait_timeout
         if self._redis is None:
             if not self._local_slots.acquire(timeout=self.wait_timeout):
                 raise TransientError("no LLM slot free in time")
@@ -98,35 +138,15 @@ class LLMLimiter:
             finally:
                 self._local_slots.release()
             return
-        token = uuid.uuid4().hex
-        delay = 0.02
-        while not self._redis_call(
-            self._acquire,
-            keys=[SLOTS_KEY],
-            args=[token, self.max_concurrency, int(self.slot_ttl * 1000)],
+        with fleet_slot(
+            self._redis,
+            SLOTS_KEY,
+            self.max_concurrency,
+            ttl=self.slot_ttl,
+            wait=self.wait_timeout,
+            what="LLM slot",
         ):
-            if time.monotonic() > deadline:
-                raise TransientError(f"no LLM slot free in {self.wait_timeout:.0f}s")
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(0.5, delay * 1.5)
-        try:
             yield
-        finally:
-            try:
-                self._redis.zrem(SLOTS_KEY, token)
-            except Exception as exc:  # noqa: BLE001 - the TTL frees the slot anyway
-                log.warning("could not release LLM slot (it expires by itself): %s", exc)
-
-    @staticmethod
-    def _redis_call(script: Any, **kwargs: Any) -> Any:
-        """Run a limiter script; Redis being away (after the client's own retries) is a
-        transient error of the call, retried by the task."""
-        import redis
-
-        try:
-            return script(**kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise TransientError(f"Redis unreachable for the LLM limits: {exc}") from exc
 
     def take_request_token(self) -> None:
         """Block until one more request fits in `LLM_REQUESTS_PER_MINUTE` (0: no cap)."""
@@ -144,7 +164,9 @@ class LLMLimiter:
     def _try_rate(self) -> float:
         if self._redis is not None:
             ms = int(
-                self._redis_call(self._rate, keys=[RATE_KEY], args=[uuid.uuid4().hex, self.rpm])
+                _redis_call(
+                    self._rate, "LLM limits", keys=[RATE_KEY], args=[uuid.uuid4().hex, self.rpm]
+                )
             )
             return ms / 1000.0
         with self._local_lock:
@@ -168,3 +190,36 @@ def get_limiter() -> LLMLimiter:
         if _limiter is None:
             _limiter = LLMLimiter(get_settings())
         return _limiter
+
+
+HOST_SLOTS_PREFIX = "aml:pages:host:"
+_host_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_host_lock = threading.Lock()
+
+
+@contextmanager
+def host_slot(host: str, limit: int, *, ttl: float, wait: float) -> Iterator[None]:
+    """Hold one of `limit` request slots for `host` across the fleet (Redis), or within this
+    process without Redis; waiting is bounded by `wait` seconds (then `TransientError`)."""
+    from .redisconn import get_redis
+
+    host = host.lower()
+    client = get_redis()
+    if client is not None:
+        with fleet_slot(
+            client, HOST_SLOTS_PREFIX + host, limit, ttl=ttl, wait=wait, what=f"slot for {host}"
+        ):
+            yield
+        return
+    with _host_lock:
+        semaphore = _host_semaphores.setdefault(
+            (host, limit), threading.BoundedSemaphore(max(1, limit))
+        )
+    if not semaphore.acquire(timeout=wait):
+        raise TransientError(
+            f"no slot for {host} free in {wait:.0f}s", brief=f"no slot for {host} free in time"
+        )
+    try:
+        yield
+    finally:
+        semaphore.release()

@@ -157,7 +157,13 @@ def encoded(body: bytes, encoding: str) -> Responder:
     return lambda handler: handler.send(200, {"Content-Encoding": encoding}, compress(body))
 
 
-def trickle(interval: float = 0.2, *, in_headers: bool = False, limit: float = 10.0) -> Responder:
+def trickle(
+    interval: float = 0.2,
+    *,
+    in_headers: bool = False,
+    limit: float = 10.0,
+    content_type: str = "application/rss+xml",
+) -> Responder:
     """One byte every `interval`, in the body or in the headers.
 
     Hangs up after `limit` seconds, so a client without a deadline fails its test, not hangs it.
@@ -168,7 +174,7 @@ def trickle(interval: float = 0.2, *, in_headers: bool = False, limit: float = 1
             handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
         else:
             handler.send_response(200)
-            handler.send_header("Content-Type", "application/rss+xml")
+            handler.send_header("Content-Type", content_type)
             handler.end_headers()
         end = time.monotonic() + limit
         while not handler.server.owner.stopping.wait(interval) and time.monotonic() < end:
@@ -196,11 +202,13 @@ def endless(limit: int = 256 * 2**20) -> Responder:
     return respond
 
 
-def sized(size: int) -> Responder:
+def sized(size: int, content_type: str | None = None) -> Responder:
     """A body of exactly `size` bytes with its Content-Length, sent in 64 KiB writes."""
 
     def respond(handler: _Handler) -> None:
         handler.send_response(200)
+        if content_type:
+            handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(size))
         handler.end_headers()
         block = b"x" * 65536

@@ -18,9 +18,14 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 FINAL_STATES = ("processed", "duplicate", "near_duplicate", "skipped")
-# The text an article is processed from: its feed text (the page text once fetched).
-TEXT_SQL = "a.body"
-TEXT_SOURCE_SQL = "'feed'"
+# The text an article is processed from: its page's text when that was fetched and used for
+# the current feed content (see tasks.pages), else its feed text. Queries using TEXT_SQL join
+# PAGE_JOIN on `a`, the article.
+TEXT_SQL = "coalesce(p.text, a.body)"
+TEXT_SOURCE_SQL = "CASE WHEN p.text IS NULL THEN 'feed' ELSE 'page' END"
+PAGE_JOIN = (
+    "LEFT JOIN pages p ON p.article_id = a.id AND p.feed_hash = a.content_hash AND p.status = 'ok'"
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,8 @@ def get_article(conn: psycopg.Connection, article_id: int) -> dict[str, Any]:
         conn.cursor(row_factory=dict_row)
         .execute(
             f"SELECT a.*, {TEXT_SQL} AS text, {TEXT_SOURCE_SQL} AS text_source, "
-            "f.url AS feed_url FROM articles a JOIN feeds f ON f.id = a.feed_id WHERE a.id = %s",
+            f"f.url AS feed_url FROM articles a JOIN feeds f ON f.id = a.feed_id {PAGE_JOIN} "
+            "WHERE a.id = %s",
             (article_id,),
         )
         .fetchone()
@@ -160,7 +166,8 @@ def get_articles(conn: psycopg.Connection, ids: Sequence[int]) -> list[dict[str,
     return (
         conn.cursor(row_factory=dict_row)
         .execute(
-            f"SELECT a.*, {TEXT_SQL} AS text FROM articles a WHERE a.id = ANY(%s) ORDER BY a.id",
+            f"SELECT a.*, {TEXT_SQL} AS text FROM articles a {PAGE_JOIN} "
+            "WHERE a.id = ANY(%s) ORDER BY a.id",
             (list(ids),),
         )
         .fetchall()
@@ -329,6 +336,7 @@ def analysis_articles(
         JOIN articles r ON r.id = coalesce(a.duplicate_of, a.id)
         LEFT JOIN summaries s ON s.article_id = r.id AND s.content_hash = r.content_hash
         LEFT JOIN embeddings e ON e.article_id = a.id
+        {PAGE_JOIN}
         WHERE coalesce(a.published, a.first_seen) > %s
           AND coalesce(a.published, a.first_seen) <= %s
           AND a.state IN ('processed', 'duplicate', 'near_duplicate', 'skipped')

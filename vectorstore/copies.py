@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from .articles import PAGE_JOIN, TEXT_SQL
+
 _LOCK_KEY = 7_201_102  # advisory lock: one copy decision at a time
 
 
@@ -42,9 +44,6 @@ def store_fingerprint(
     )
 
 
-_TEXT = "a.body"
-
-
 def candidates(
     conn: psycopg.Connection,
     article_id: int,
@@ -59,9 +58,9 @@ def candidates(
         conn.cursor(row_factory=dict_row)
         .execute(
             f"""
-        SELECT a.id, {_TEXT} AS text, fp.text_hash, a.state, a.duplicate_of,
+        SELECT a.id, {TEXT_SQL} AS text, fp.text_hash, a.state, a.duplicate_of,
                coalesce(a.published, a.first_seen) AS placed_at
-        FROM fingerprints fp JOIN articles a ON a.id = fp.article_id
+        FROM fingerprints fp JOIN articles a ON a.id = fp.article_id {PAGE_JOIN}
         WHERE fp.article_id <> %(id)s AND (fp.bands && %(bands)s OR fp.text_hash = %(hash)s)
           AND a.state <> 'failed'
           AND coalesce(a.published, a.first_seen) BETWEEN %(since)s AND %(until)s

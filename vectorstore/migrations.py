@@ -185,6 +185,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0005_pages",
+        """
+        CREATE TABLE pages (
+            article_id bigint PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+            url text NOT NULL,
+            feed_hash text NOT NULL,
+            status text NOT NULL,
+            text text,
+            error text,
+            transient boolean NOT NULL DEFAULT false,
+            http_status integer,
+            etag text,
+            last_modified text,
+            fetched_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 ]
 
 
