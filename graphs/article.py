@@ -11,8 +11,8 @@ visibly cut) and full text is on, `page` has the ingest queue fetch the article'
 (`tasks.pages`: safe fetcher, robots.txt, per-host limits) and every later step works from the
 page text; any page failure leaves the article on its feed text, with the reason. `copies`
 asks the analyze queue whether the text is a copy of another stored article (exact or lightly
-edited: `tasks.copycheck`), which links it to the earliest published copy; only distinct texts go on: `embed` joins a batch on the embed queue,
-`summarize` runs on the llm queue (on the embed queue when the summary is extractive, which
+edited: `tasks.copycheck`), which links it to the earliest published copy; only distinct texts
+go on: `embed` joins a batch on the embed queue, `summarize` runs on the llm queue (on the embed queue when the summary is extractive, which
 needs the embedding model; a text shorter than `min_words` is its own summary, never sent to the
 LLM); `classify` adds category and tags where the LLM did not; `store` records the outcome. A
 step whose task gives no result in time is dispatched again, then the article is recorded as
