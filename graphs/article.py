@@ -1,23 +1,23 @@
 """The article graph: plans one article and delegates every heavy step to the Celery fleet.
 
     plan -> [page] -> copies -> embed -> summarize -> classify -> store    (a distinct text)
-    plan -> copies -> store              (a copy of another article's text: exact or near)
+    plan -> [page] -> copies -> store    (a copy of another article's text: exact or near)
     plan -> store                        (unchanged since processed, no text at all, failed
                                           before and not retried)
     plan -> END                          (this run already recorded the outcome)
 
-`plan` reads the article and decides; when the feed text is a teaser (`FULLTEXT_MIN_WORDS`, or
+`plan` reads the article and decides. When the feed text is a teaser (`FULLTEXT_MIN_WORDS`, or
 visibly cut) and full text is on, `page` has the ingest queue fetch the article's own page
 (`tasks.pages`: safe fetcher, robots.txt, per-host limits) and every later step works from the
-page text; any page failure leaves the article on its feed text, with the reason. `copies`
-asks the analyze queue whether the text is a copy of another stored article (exact or lightly
-edited: `tasks.copycheck`), which links it to the earliest published copy; only distinct texts
-go on: `embed` joins a batch on the embed queue, `summarize` runs on the llm queue (on the embed queue when the summary is extractive, which
-needs the embedding model; a text shorter than `min_words` is its own summary, never sent to the
-LLM); `classify` adds category and tags where the LLM did not; `store` records the outcome. A
-step whose task gives no result in time is dispatched again, then the article is recorded as
-failed with the reason, and the run goes on. Exported as `graph`, compiled without a
-checkpointer (run_daily attaches one).
+page text; a page failure leaves the article on its feed text, with the reason. `copies` asks
+the analyze queue whether the text is a copy of another stored article (exact or lightly
+edited: `tasks.copycheck`), which links it to the earliest published copy. Only distinct texts
+go on: `embed` joins a batch on the embed queue; `summarize` runs on the llm queue (on the
+embed queue when the summary is extractive, which needs the embedding model; a text shorter
+than `min_words` is its own summary, never sent to the LLM); `classify` adds category and tags
+where the LLM did not; `store` records the outcome. A step whose task gives no result in time
+is dispatched again, then the article is recorded as failed with the reason, and the run goes
+on. Exported as `graph`, compiled without a checkpointer (run_daily attaches one).
 """
 
 from __future__ import annotations
