@@ -245,7 +245,7 @@ def hostile_digest() -> dict:
     digest = make_digest()
     hot, other = digest["stories"]
     hot["label"] = HOSTILE_LABEL
-    hot["summary"] = "# Not a heading & <b>not bold</b> ![x](https://t.example/p.png) www.a.example"
+    hot["summary"] = "1) Not a list # Not a heading & <b>not bold</b> ![x](https://t.example/p.png) www.a.example"
     hot["keywords"] = ["<Okafor>", "a|b"]
     kept, analysis = hot["articles"]
     kept["title"] = HOSTILE_TITLE
@@ -308,8 +308,18 @@ def test_markdown_renders_to_only_our_markup_and_links() -> None:
     }  # fmt: skip
     text = "".join(page.text)
     assert HOSTILE_TITLE in text and HOSTILE_LABEL in text
-    assert "# Not a heading & <b>not bold</b> ![x](https://t.example/p.png)" in text
+    assert "1) Not a list # Not a heading & <b>not bold</b> ![x](https://t.example/p.png)" in text
     assert "- <!everyone> `code` | pipe" in text
+
+
+@pytest.mark.parametrize(
+    "text", ["- item", "+ item", "1. item", "2) item", "# heading", "> quote", "===", "---",
+             "    code", "<div>x</div>", "&amp; &#60;", "a\n\n- b", "$x^2$", "x@y.example"],
+)  # fmt: skip
+def test_markdown_text_is_one_plain_paragraph(text: str) -> None:
+    page = Page(markdown_as_html(md_text(text)))
+    assert [t for t, _ in page.tags] == ["p"]
+    assert "".join(page.text).strip() == " ".join(text.split())
 
 
 def test_slack_text_never_holds_a_mention_or_a_link_of_its_own() -> None:
