@@ -47,19 +47,33 @@ def article(url: str, title: str, source: str, **extra: object) -> dict:
 def make_digest() -> dict:
     """A trending story of two independent texts (one carried by two more outlets), a story that
     does not trend, a failed article and a feed with entries dropped for want of a link."""
-    copies = [("https://coast.example/pier", "Coast Wire"), ("https://gull.example/p", "Gull Daily")]
+    copies = [("https://coast.example/pier", "Coast Wire"),
+              ("https://gull.example/p", "Gull Daily")]  # fmt: skip
     articles = [
         article(KEPT, "Pier 9 collapses at Saltmere", "Harbour Post", summary=SUMMARY),
         *(
-            article(url, "Pier 9 collapses at Saltmere", src, status=status, duplicate_of=KEPT,
-                    summary=SUMMARY)  # fmt: skip
+            article(
+                url,
+                "Pier 9 collapses at Saltmere",
+                src,
+                status=status,
+                duplicate_of=KEPT,
+                summary=SUMMARY,
+            )  # fmt: skip
             for (url, src), status in zip(copies, ("duplicate", "near_duplicate"))
         ),
         article(OTHER_TEXT, "Why the pilings rotted", "Ledger"),
-        article("https://choir.example/final", "Choir reaches the final", "Gull Daily",
-                story_id="s-2"),  # fmt: skip
-        article("https://broken.example/x", "A page that would not load", "Ledger",
-                status="failed", error="HTTP 404 from the article page", story_id=None),  # fmt: skip
+        article(
+            "https://choir.example/final", "Choir reaches the final", "Gull Daily", story_id="s-2"
+        ),  # fmt: skip
+        article(
+            "https://broken.example/x",
+            "A page that would not load",
+            "Ledger",
+            status="failed",
+            error="HTTP 404 from the article page",
+            story_id=None,
+        ),  # fmt: skip
     ]
     timeline = [
         {"start": f"2026-11-{d:02d}T12:00:00Z", "end": f"2026-11-{d + 1:02d}T12:00:00Z",
@@ -151,7 +165,7 @@ def test_copies_are_listed_as_also_in_under_the_kept_text_not_as_items() -> None
     trending_part = html_doc.split('<section id="trending">')[1].split("</section>")[0]
     listed = trending_part.split('<ul class="articles">')[1]
     assert listed.count("<li>") == 2  # two texts; the copies are not items
-    assert "also in <a href=\"https://coast.example/pier\"" in trending_part
+    assert 'also in <a href="https://coast.example/pier"' in trending_part
     assert "2 sources · 2 copies" in trending_part  # independent texts, not 4 outlets
     md = render_markdown(digest)
     hot = section(md, "Trending")
@@ -245,7 +259,10 @@ def hostile_digest() -> dict:
     digest = make_digest()
     hot, other = digest["stories"]
     hot["label"] = HOSTILE_LABEL
-    hot["summary"] = "1) Not a list # Not a heading & <b>not bold</b> ![x](https://t.example/p.png) www.a.example"
+    hot["summary"] = (
+        "1) Not a list # Not a heading & <b>not bold</b> "
+        "![x](https://t.example/p.png) www.a.example"
+    )
     hot["keywords"] = ["<Okafor>", "a|b"]
     kept, analysis = hot["articles"]
     kept["title"] = HOSTILE_TITLE
@@ -269,7 +286,8 @@ SAFE_SPACE_URL = "https://x.example/a%20b%3Cimg%20src=x%3E"
 def test_safe_link_keeps_http_only_and_encodes_what_no_format_tolerates() -> None:
     assert safe_link(SPACE_URL) == (SAFE_SPACE_URL, None)
     assert safe_link("https://a.example/p?q=1&r=%zz|x") == (
-        "https://a.example/p?q=1&r=%25zz%7Cx", None
+        "https://a.example/p?q=1&r=%25zz%7Cx",
+        None,
     )
     for bad in (*BAD_URLS, "//evil.example/x", "/relative", "https://a.example/\nx", "", None):
         url, reason = safe_link(bad)
