@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from pathlib import Path
 
 import feedparser
 import pytest
@@ -211,6 +215,29 @@ def test_a_trending_story_shows_its_timeline_as_an_inline_svg() -> None:
     assert heights[-1] == max(heights) and heights[2] > heights[0] > 0
     assert not [t for t, _ in page.tags if t not in PAGE_TAGS]  # still no script, img, link
     assert md_text(TIMELINE_LABEL) in render_markdown(make_digest())
+
+
+def test_chromium_draws_the_chart_without_any_content_security_policy_violation(
+    tmp_path: Path,
+) -> None:
+    exe = shutil.which("chromium")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    page = tmp_path / "digest.html"
+    page.write_text(render_html(hostile_digest()), encoding="utf-8")
+    proc = subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--enable-logging=stderr", "--v=0", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Content Security Policy" not in proc.stderr  # a blocked asset or style is logged
+    dom = Page(proc.stdout)
+    assert [a["aria-label"] for t, a in dom.tags if t == "svg"] == [TIMELINE_LABEL]
+    assert len([t for t, _ in dom.tags if t == "rect"]) == 8
+    assert not [t for t, _ in dom.tags if t in ("script", "img", "iframe")]
 
 
 def test_failed_articles_and_dropped_entries_are_listed() -> None:
