@@ -49,33 +49,26 @@ def story_articles(digest: dict[str, Any], story: dict[str, Any]) -> list[dict[s
     """A story's kept texts as {url, title, source, published, summary, also_in}: a copy is
     never its own item but one of `also_in` (the other outlets that carried the same text)."""
     by_url = {a["canonical_url"]: a for a in digest["articles"]}
+    items = story.get("articles") or [
+        {"url": url, "title": by_url.get(url, {}).get("title") or url}
+        for url in story.get("article_urls") or []
+    ]
     copies = None
-    if story.get("articles"):
-        items = story["articles"]
-    else:
-        items = [
-            {
-                "url": url,
-                "title": by_url.get(url, {}).get("title") or url,
-                "source": by_url.get(url, {}).get("source") or by_url.get(url, {}).get("feed_url"),
-                "published": by_url.get(url, {}).get("published")
-                or by_url.get(url, {}).get("first_seen"),
-            }
-            for url in story.get("article_urls") or []
-        ]
     out = []
-    for a in items:
-        if "also_in" in a:
-            also = a["also_in"] or []
-        else:  # an older digest: copies are found through the articles' duplicate_of
-            copies = _copies_of(digest) if copies is None else copies
-            if by_url.get(a["url"], {}).get("status") in COPY_STATUSES:
+    for item in items:
+        run_article = by_url.get(item["url"], {})
+        a = {
+            "source": run_article.get("source") or run_article.get("feed_url"),
+            "published": run_article.get("published") or run_article.get("first_seen"),
+            "summary": run_article.get("summary"),
+            **{k: v for k, v in item.items() if v is not None},
+        }
+        if "also_in" not in a:  # an older digest: copies are found through duplicate_of
+            if run_article.get("status") in COPY_STATUSES:
                 continue
-            also = copies.get(a["url"], [])
-        summary = a.get("summary")
-        if summary is None:
-            summary = by_url.get(a["url"], {}).get("summary")
-        out.append({**a, "summary": summary, "also_in": also})
+            copies = _copies_of(digest) if copies is None else copies
+            a["also_in"] = copies.get(a["url"], [])
+        out.append(a)
     return out
 
 
