@@ -8,10 +8,13 @@ is `tasks.escape`), no I/O.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 COPY_STATUSES = ("duplicate", "near_duplicate")
+ONE_LINE = 200  # characters of a story's line in the "other stories" list
+_SENTENCE = re.compile(r"(.+?[.!?])(?:\s|$)")
 
 
 def day(digest: dict[str, Any]) -> str:
@@ -91,6 +94,20 @@ def story_summary(digest: dict[str, Any], story: dict[str, Any]) -> str | None:
         return str(text)
     arts = story_articles(digest, story)
     return arts[0].get("summary") if len(arts) == 1 else None
+
+
+def one_line_summary(digest: dict[str, Any], story: dict[str, Any]) -> str | None:
+    """The story's one-line summary: its `summary` as given, else the first sentence of its
+    synthesis or lone article's summary, at most ONE_LINE characters."""
+    if story.get("summary"):
+        return str(story["summary"])
+    text = story_summary(digest, story)
+    if not text:
+        return None
+    text = " ".join(text.split())
+    first = _SENTENCE.match(text)
+    text = first[1] if first else text
+    return text if len(text) <= ONE_LINE else text[: ONE_LINE - 1].rstrip() + "…"
 
 
 def facts(story: dict[str, Any], articles: list[dict[str, Any]]) -> list[str]:

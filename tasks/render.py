@@ -80,7 +80,7 @@ def _md_other(digest: dict[str, Any], s: dict[str, Any], skipped: Skipped) -> st
     label = f"**{md_text(s['label'])}**"
     if len(arts) == 1:
         label = f"**{md_link(arts[0]['url'], s['label'], skipped)}**"
-    text = view.story_summary(digest, s)
+    text = view.one_line_summary(digest, s)
     n = view.independent_texts(s)
     return (
         f"- {label}"

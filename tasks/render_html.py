@@ -111,7 +111,7 @@ def _other_html(digest: dict[str, Any], s: dict[str, Any], skipped: Skipped) -> 
     arts = view.story_articles(digest, s)
     lead = arts[0]["url"] if len(arts) == 1 else None
     line = html_link(lead, s["label"], skipped) if lead else html_text(s["label"])
-    text = view.story_summary(digest, s)
+    text = view.one_line_summary(digest, s)
     if text:
         line += f" — {html_text(text)}"
     n = view.independent_texts(s)

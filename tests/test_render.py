@@ -202,6 +202,17 @@ def test_every_story_shows_its_summary_once() -> None:
     assert SUMMARY in slack_payload(digest)["blocks"][1]["text"]["text"]
 
 
+def test_a_story_without_a_summary_gets_the_first_sentence_of_its_article() -> None:
+    digest = make_digest()
+    choir = digest["stories"][1]
+    del choir["summary"]
+    choir["articles"][0]["summary"] = "The choir won the county round. It sings in Marlow. " * 3
+    md_line = section(render_markdown(digest), "Other stories").strip()
+    assert md_line.endswith("/final>)** — The choir won the county round.")
+    page = render_html(digest)
+    assert "</a> — The choir won the county round.</li>" in page
+
+
 def test_a_trending_story_shows_its_timeline_as_an_inline_svg() -> None:
     page = Page(render_html(make_digest()))
     svgs = [a for t, a in page.tags if t == "svg"]
