@@ -1,261 +1,148 @@
-"""Rendering of a built digest: Markdown, self-contained HTML, Atom, and a Slack message.
+"""Rendering of a built digest: Markdown, Atom and a Slack message (HTML: `tasks.render_html`).
 
-Each function takes the `digest.json` document and returns text (or, for Slack, the JSON body);
-none reads the database, writes a file or talks to the network. Every piece of article text is
-untrusted: it is escaped for its format (HTML entities, XML text nodes, Slack's `&<>`, Markdown
-punctuation), links are only ever http(s), and the HTML loads nothing from anywhere.
+Each function takes the `digest.json` document (of any age: see `tasks.digest_view`) and returns
+text (or, for Slack, the JSON body); none reads the database, writes a file or talks to the
+network. Every piece of digest text is untrusted and goes through the escaping of its format in
+`tasks.escape`; a link that cannot be made safe is shown as plain text, its reason listed.
 """
 
 from __future__ import annotations
 
-import html
-import re
 import xml.etree.ElementTree as ET
 from typing import Any
-from urllib.parse import urlsplit
+
+from . import digest_view as view
+from .digest_view import story_articles, trending
+from .escape import (
+    Skipped,
+    atom_href,
+    atom_text,
+    md_link,
+    md_text,
+    safe_link,
+    slack_link,
+    slack_text,
+)
+from .render_html import render_html
+
+__all__ = [
+    "render_atom",
+    "render_html",
+    "render_markdown",
+    "safe_link",
+    "slack_payload",
+    "story_articles",
+    "trending",
+]
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FEED_ID = "urn:agentic-media-lab:digest"
 AUTHOR = "Agentic Media Lab"
 SLACK_MAX_STORIES = 20  # Slack allows 50 blocks a message
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
-
-
-def safe_url(url: str | None) -> str | None:
-    """The URL when it is http(s), else None (no javascript:, data: or relative links)."""
-    if not url:
-        return None
-    try:
-        scheme = urlsplit(url.strip()).scheme.lower()
-    except ValueError:
-        return None
-    return url.strip() if scheme in ("http", "https") else None
-
-
-def trending(digest: dict[str, Any]) -> list[dict[str, Any]]:
-    """The digest's trending stories, highest score first."""
-    return sorted(
-        (s for s in digest["stories"] if s["is_trending"]), key=lambda s: -s["trend_score"]
-    )
-
-
-def story_articles(digest: dict[str, Any], story: dict[str, Any]) -> list[dict[str, Any]]:
-    """A story's articles as {url, title, source, published}, with titles from the run's
-    articles when the story does not carry them."""
-    if story.get("articles"):
-        return story["articles"]
-    by_url = {a["canonical_url"]: a for a in digest["articles"]}
-    out = []
-    for url in story["article_urls"]:
-        a = by_url.get(url, {})
-        out.append(
-            {
-                "url": url,
-                "title": a.get("title") or url,
-                "source": a.get("feed_url"),
-                "published": a.get("published") or a.get("first_seen"),
-            }
-        )
-    return out
-
-
-def _day(digest: dict[str, Any]) -> str:
-    return str(digest["as_of"])[:10]
+SLACK_MAX_TEXT = 2900  # a section's text may hold 3000 characters
 
 
 # --- Markdown --------------------------------------------------------------------------
 
 
-def md_escape(text: str | None) -> str:
-    """Markdown text that shows as written (markup and link brackets escaped)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text or "").split()))
+def _md_article(a: dict[str, Any], story_text: str | None, skipped: Skipped) -> str:
+    item = "- " + md_link(a["url"], a.get("title") or a["url"], skipped)
+    if a.get("source"):
+        item += f" — {md_text(a['source'])}"
+    if a.get("summary") and a["summary"] != story_text:
+        item += f": {md_text(a['summary'])}"
+    if a.get("also_in"):
+        also = [
+            md_link(c.get("url"), c.get("source") or c.get("url") or "?", skipped)
+            for c in a["also_in"]
+        ]
+        item += f" (also in {', '.join(also)})"
+    return item
+
+
+def _md_story(digest: dict[str, Any], s: dict[str, Any], skipped: Skipped) -> list[str]:
+    arts = story_articles(digest, s)
+    text = view.story_summary(digest, s)
+    lines = [f"### {md_text(s['label'])}", ""]
+    if s.get("keywords"):
+        lines += ["_" + md_text(", ".join(s["keywords"])) + "_", ""]
+    if text:
+        lines += [md_text(text), ""]
+    why = view.timeline_text(digest, s)
+    lines.append(md_text(" · ".join(view.facts(s, arts))) + (f"  \n{md_text(why)}" if why else ""))
+    lines.append("")
+    lines += [_md_article(a, text, skipped) for a in arts]
+    return [*lines, ""]
+
+
+def _md_other(digest: dict[str, Any], s: dict[str, Any], skipped: Skipped) -> str:
+    arts = story_articles(digest, s)
+    label = f"**{md_text(s['label'])}**"
+    if len(arts) == 1:
+        label = f"**{md_link(arts[0]['url'], s['label'], skipped)}**"
+    text = view.one_line_summary(digest, s)
+    n = view.independent_texts(s)
+    return (
+        f"- {label}"
+        + (f" — {md_text(text)}" if text else "")
+        + (f" ({n} sources)" if n > 1 else "")
+    )
 
 
 def render_markdown(digest: dict[str, Any]) -> str:
-    """`digest.md`: trending stories first, then every story of the window, then feed health."""
+    """`digest.md`: trending stories in full, the other stories one line each, feed health,
+    failed articles and any link left out."""
+    skipped: Skipped = []
     lines = [
-        f"# News digest — {digest['as_of']}",
+        f"# News digest — {md_text(digest['as_of'])}",
         "",
-        f"Window: {digest['window_hours']} h ending {digest['as_of']} · run `{digest['run_id']}`",
-        "Modes: " + "; ".join(f"{k}: {v}" for k, v in digest["modes"].items()),
+        f"Window: {md_text(digest['window_hours'])} h ending {md_text(digest['as_of'])} · "
+        f"run {md_text(digest['run_id'])}",
+        "Modes: " + md_text("; ".join(f"{k}: {v}" for k, v in digest["modes"].items())),
+        "",
+        "## Trending",
         "",
     ]
-    hot = trending(digest)
-    summaries = {a["canonical_url"]: a.get("summary") for a in digest["articles"]}
-    sections = [("Trending", hot), ("All stories", digest["stories"])] if hot else []
-    sections = sections or [("Stories", digest["stories"])]
-    for heading, stories in sections:
-        lines += [f"## {heading}", ""]
-        if not stories:
-            lines += ["_No articles in this window._", ""]
-        for s in stories:
-            lines.append(f"### {md_escape(s['label'])}")
-            if s.get("keywords"):
-                lines += ["", "_" + md_escape(", ".join(s["keywords"])) + "_"]
-            if s.get("synthesis"):
-                lines += ["", md_escape(s["synthesis"])]
-            lines.append("")
-            for a in story_articles(digest, s):
-                url = safe_url(a["url"])
-                title = md_escape(a["title"])
-                item = f"[{title}](<{url}>)" if url else title
-                summary = summaries.get(a["url"])
-                lines.append(f"- {item}" + (f" — {md_escape(summary)}" if summary else ""))
-            lines.append("")
-    lines += ["## Feeds", "", "| feed | status | articles | error |", "|---|---|---|---|"]
+    hot, rest = trending(digest), view.others(digest)
+    for s in hot:
+        lines += _md_story(digest, s, skipped)
+    if not hot:
+        lines += ["_Nothing is trending in this window._", ""]
+    lines += ["## Other stories", ""]
+    lines += [_md_other(digest, s, skipped) for s in rest] or ["_No other stories._"]
+    lines += [
+        "",
+        "## Feeds",
+        "",
+        "| feed | status | articles | error | dropped |",
+        "|---|---|---|---|---|",
+    ]
     for f in digest["feeds"]:
-        lines.append(
-            f"| {md_escape(f['url'])} | {f['status']} | {f['articles']} | "
-            f"{md_escape(f['error'] or '')} |"
-        )
+        cells = (f["url"], f["status"], f["articles"], f.get("error") or "", view.dropped_note(f))
+        lines.append("| " + " | ".join(md_text(c) for c in cells) + " |")
+    failed = view.failed_articles(digest)
+    if failed:
+        lines += ["", "## Failed articles", ""]
+        lines += [f"- {md_link(a['url'], a['title'], skipped)}: {md_text(a['error'])}"
+                  for a in failed]  # fmt: skip
+    if skipped:
+        lines += ["", "## Links left out", ""]
+        lines += [f"- {md_text(t)}: {md_text(r)}" for t, r in dict(skipped).items()]
     return "\n".join(lines) + "\n"
-
-
-# --- HTML ------------------------------------------------------------------------------
-
-_CSS = """
-:root{color-scheme:light dark;--fg:#1b1d21;--muted:#5d6470;--bg:#fff;--card:#f5f6f8;
---accent:#b4233c;--line:#dfe2e7}
-@media (prefers-color-scheme:dark){:root{--fg:#e8eaee;--muted:#a2a9b4;--bg:#14161a;
---card:#1e2127;--accent:#ff7a8e;--line:#2d3139}}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,
-"Segoe UI",Roboto,Helvetica,Arial,sans-serif;-webkit-text-size-adjust:100%}
-main{max-width:46rem;margin:0 auto;padding:1rem}
-h1{font-size:1.6rem;margin:.5rem 0 .25rem}h2{font-size:1.2rem;margin:2rem 0 .75rem;
-border-bottom:1px solid var(--line);padding-bottom:.25rem}
-h3{font-size:1.1rem;margin:0 0 .4rem;line-height:1.3}
-.meta,.signals,.src,time,footer{color:var(--muted);font-size:.875rem}
-.story{background:var(--card);border-radius:.6rem;padding:.9rem 1rem;margin:0 0 1rem;
-border-left:4px solid var(--accent);overflow-wrap:anywhere}
-.story p{margin:.3rem 0}
-.kw{display:flex;flex-wrap:wrap;gap:.3rem;padding:0;margin:.4rem 0;list-style:none}
-.kw li{border:1px solid var(--line);border-radius:1rem;padding:0 .55rem;font-size:.8rem}
-.articles{margin:.5rem 0 0;padding-left:1.1rem}.articles li{margin:.25rem 0}
-a{color:inherit;text-decoration-color:var(--accent);text-underline-offset:2px}
-.others li{margin:.35rem 0;overflow-wrap:anywhere}
-.table{overflow-x:auto}table{border-collapse:collapse;width:100%;font-size:.85rem}
-td,th{border-bottom:1px solid var(--line);padding:.3rem .4rem;text-align:left;
-vertical-align:top;overflow-wrap:anywhere}
-details summary{cursor:pointer;font-weight:600}
-footer{margin:2rem 0 1rem}
-"""
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text if text is not None else ""), quote=True)
-
-
-def _link(url: str | None, text: str) -> str:
-    href = safe_url(url)
-    return f'<a href="{_e(href)}" rel="noopener noreferrer">{_e(text)}</a>' if href else _e(text)
-
-
-def _story_html(digest: dict[str, Any], s: dict[str, Any]) -> str:
-    parts = [
-        f'<article class="story" id="{_e(s["id"])}">',
-        f'<h3 class="label">{_e(s["label"])}</h3>',
-    ]
-    if s.get("synthesis"):
-        parts.append(f'<p class="synthesis">{_e(s["synthesis"])}</p>')
-    if s.get("keywords"):
-        parts.append(
-            '<ul class="kw">' + "".join(f"<li>{_e(k)}</li>" for k in s["keywords"]) + "</ul>"
-        )
-    sig = s.get("signals") or {}
-    facts = [f"{len(s['sources'])} sources", f"{len(s['article_urls'])} articles"]
-    if "novelty" in sig:
-        facts.append(f"novelty {sig['novelty']:.2f}")
-    facts.append(f"score {s['trend_score']:.2f}")
-    parts.append(f'<p class="signals">{_e(" · ".join(facts))}</p>')
-    items = []
-    for a in story_articles(digest, s):
-        when = ""
-        if a.get("published"):
-            shown = str(a["published"])[:16].replace("T", " ")
-            when = f' <time datetime="{_e(a["published"])}">{_e(shown)}</time>'
-        src = f' <span class="src">{_e(a["source"])}</span>' if a.get("source") else ""
-        items.append(f"<li>{_link(a['url'], a['title'])}{src}{when}</li>")
-    parts.append('<ul class="articles">' + "".join(items) + "</ul></article>")
-    return "\n".join(parts)
-
-
-def render_html(digest: dict[str, Any]) -> str:
-    """`digest.html`: one self-contained page (inline CSS, no script, no external asset)."""
-    hot = trending(digest)
-    others = [s for s in digest["stories"] if not s["is_trending"]]
-    c = digest["counts"]
-    body = [
-        "<header>",
-        f"<h1>News digest — {_e(_day(digest))}</h1>",
-        f'<p class="meta">{_e(digest["window_hours"])} h ending {_e(digest["as_of"])} · '
-        f"{_e(c['in_window'])} articles · {_e(c['stories'])} stories · "
-        f"{_e(c['trending'])} trending</p>",
-        "</header>",
-        '<section id="trending">',
-        "<h2>Trending</h2>",
-    ]
-    body += [_story_html(digest, s) for s in hot] or ["<p>Nothing is trending in this window.</p>"]
-    body.append("</section>")
-    if others:
-        body += ['<section id="stories">', "<h2>Other stories</h2>", '<ul class="others">']
-        for s in others:
-            arts = story_articles(digest, s)
-            lead = arts[0]["url"] if len(arts) == 1 else None
-            extra = (
-                f' <span class="src">· {len(s["sources"])} sources</span>'
-                if len(s["sources"]) > 1
-                else ""
-            )
-            body.append(f"<li>{_link(lead, s['label'])}{extra}</li>")
-        body += ["</ul>", "</section>"]
-    ok = sum(f["status"] in ("ok", "not_modified") for f in digest["feeds"])
-    body += [
-        '<section id="feeds">',
-        f"<details><summary>Feeds: {ok} of {len(digest['feeds'])} read</summary>",
-        '<div class="table"><table><thead><tr><th>feed</th><th>status</th><th>articles</th>'
-        "<th>error</th></tr></thead><tbody>",
-    ]
-    for f in digest["feeds"]:
-        body.append(
-            f"<tr><td>{_e(f['url'])}</td><td>{_e(f['status'])}</td><td>{_e(f['articles'])}</td>"
-            f"<td>{_e(f['error'] or '')}</td></tr>"
-        )
-    body += ["</tbody></table></div></details>", "</section>"]
-    body.append(
-        f"<footer>Run {_e(digest['run_id'])} · generated {_e(digest['generated_at'])}</footer>"
-    )
-    return (
-        "<!doctype html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="color-scheme" content="light dark">\n'
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "style-src 'unsafe-inline'\">\n"
-        f"<title>News digest — {_e(_day(digest))}</title>\n"
-        f"<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-        + "\n".join(body)
-        + "\n</main>\n</body>\n</html>\n"
-    )
 
 
 # --- Atom ------------------------------------------------------------------------------
 
 
-def _x(text: object) -> str:
-    return _XML_INVALID.sub("", str(text if text is not None else ""))
-
-
 def _sub(parent: ET.Element, tag: str, text: object = None, **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", {k: _x(v) for k, v in attrs.items()})
+    el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", {k: atom_text(v) for k, v in attrs.items()})
     if text is not None:
-        el.text = _x(text)
+        el.text = atom_text(text)
     return el
 
 
 def render_atom(digest: dict[str, Any]) -> str:
-    """`digest.xml`: an Atom 1.0 feed with one entry per trending story.
+    """`digest.xml`: an Atom 1.0 feed with one entry per trending story, its summary the story's.
 
     Entry ids follow the story id, which is stable across runs, so a reader sees a story that
     trends again as the same entry, updated.
@@ -281,20 +168,20 @@ def render_atom(digest: dict[str, Any]) -> str:
         _sub(entry, "title", s["label"], type="text")
         times = [a["published"] for a in arts if a.get("published")]
         _sub(entry, "updated", max(times) if times else digest["as_of"])
-        lead = next((safe_url(a["url"]) for a in arts if safe_url(a["url"])), None)
+        hrefs = [(atom_href(a["url"]), a) for a in arts]
+        lead = next((h for h, _ in hrefs if h), None)
         # Atom wants an alternate link on an entry without content: the story in digest.html.
-        _sub(
-            entry, "link", rel="alternate", type="text/html", href=lead or f"digest.html#{s['id']}"
-        )
-        for a in arts:
-            if safe_url(a["url"]) and safe_url(a["url"]) != lead:
-                _sub(
-                    entry, "link", rel="related", type="text/html", href=a["url"], title=a["title"]
-                )
+        _sub(entry, "link", rel="alternate", type="text/html",
+             href=lead or f"digest.html#{s['id']}")  # fmt: skip
+        for href, a in hrefs:
+            if href and href != lead:
+                _sub(entry, "link", rel="related", type="text/html", href=href,
+                     title=a.get("title") or href)  # fmt: skip
         for k in s.get("keywords") or []:
             _sub(entry, "category", term=k)
-        headlines = "; ".join(a["title"] for a in arts)
-        summary = s.get("synthesis") or f"{len(s['sources'])} sources: {headlines}"
+        headlines = "; ".join(str(a.get("title") or a["url"]) for a in arts)
+        summary = view.story_summary(digest, s)
+        summary = summary or f"{view.independent_texts(s)} sources: {headlines}"
         _sub(entry, "summary", summary, type="text")
     ET.indent(feed)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="unicode") + "\n"
@@ -303,9 +190,9 @@ def render_atom(digest: dict[str, Any]) -> str:
 # --- Slack -----------------------------------------------------------------------------
 
 
-def slack_escape(text: object) -> str:
-    """Slack mrkdwn text: only &, < and > are special."""
-    return str(text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack does not auto-link URLs or parse names and mentions in our text
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def slack_payload(digest: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +202,7 @@ def slack_payload(digest: dict[str, Any]) -> dict[str, Any]:
     time), so an unchanged digest gives an identical body.
     """
     hot = trending(digest)
-    day = _day(digest)
+    day = view.day(digest)
     c = digest["counts"]
     text = f"News digest {day}: {len(hot)} trending of {c['stories']} stories"
     blocks: list[dict[str, Any]] = [
@@ -323,36 +210,26 @@ def slack_payload(digest: dict[str, Any]) -> dict[str, Any]:
     ]
     for s in hot[:SLACK_MAX_STORIES]:
         arts = story_articles(digest, s)
-        lead = next((safe_url(a["url"]) for a in arts if safe_url(a["url"])), None)
-        title = slack_escape(s["label"]).replace("|", "¦")
-        head = f"*<{lead}|{title}>*" if lead else f"*{title}*"
-        lines = [head]
-        if s.get("synthesis"):
-            lines.append(slack_escape(s["synthesis"]))
-        lines.append(
-            f"_{len(s['sources'])} sources · "
-            + slack_escape(", ".join(s.get("keywords") or []))
-            + "_"
-        )
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}}
-        )
+        lead = next((a["url"] for a in arts if safe_link(a["url"])[0]), None)
+        lines = [f"*{slack_link(lead, str(s['label'])[:300])}*"]
+        summary = view.story_summary(digest, s)
+        facts = f"{view.independent_texts(s)} sources"
+        if s.get("keywords"):
+            facts += " · " + slack_text(", ".join(s["keywords"]))
+        for extra in (slack_text(summary) if summary else "", f"_{facts}_"):
+            if extra and len("\n".join([*lines, extra])) <= SLACK_MAX_TEXT:
+                lines.append(extra)
+        blocks.append({"type": "section", "text": _mrkdwn("\n".join(lines)[:SLACK_MAX_TEXT])})
     if not hot:
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": "Nothing is trending in this window."},
-            }
-        )
+        blocks.append({"type": "section", "text": _mrkdwn("Nothing is trending in this window.")})
     blocks.append(
         {
             "type": "context",
             "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"{c['in_window']} articles · {c['stories']} stories · "
-                    f"{digest['window_hours']} h ending {slack_escape(digest['as_of'])}",
-                }
+                _mrkdwn(
+                    f"{c['in_window']} articles · {c['stories']} stories · "
+                    f"{slack_text(digest['window_hours'])} h ending {slack_text(digest['as_of'])}"
+                )
             ],
         }
     )
