@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core import redact
 from core.redact import DEFAULT_SECRET_QUERY_PARAMS, redact_dsn
 from core.redact import redact_url as redact_url  # the one redaction; kept importable here
+
 DEFAULT_USER_AGENT = "AgenticMediaLab/0.1 (+https://github.com/agentic-media-lab/agentic-media-lab)"
 
 

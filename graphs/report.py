@@ -57,6 +57,14 @@ def format_report(
         f"Articles: {len(articles)} read — "
         + ", ".join(f"{by_status.get(s, 0)} {s.replace('_', '-')}" for s in STATUSES)
     )
+    tried = [a for a in articles if a.get("text_source") == "page" or a.get("text_error")]
+    if tried:
+        used = sum(a.get("text_source") == "page" for a in tried)
+        why = Counter(a["text_error"] for a in tried if a.get("text_error"))
+        lines.append(
+            f"Pages: {len(tried)} teasers had their page fetched, {used} gave the full text"
+            + (": not used: " + "; ".join(f"{n}× {r}" for r, n in why.most_common()) if why else "")
+        )
     copies = [a for a in articles if a["status"] in ("duplicate", "near_duplicate")]
     if copies:
         kept = {a["duplicate_of"] for a in copies}

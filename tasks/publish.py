@@ -22,7 +22,7 @@ import httpx
 
 from core.redact import redact_text, redact_url
 from vectorstore import articles as store
-from vectorstore import connection, runs
+from vectorstore import connection, pages, runs
 
 from .app import app
 from .guard import STORAGE_RETRY
@@ -56,6 +56,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
         stories = runs.stories(conn, run_id)
         shown = store.articles_for_display(conn, [i for s in stories for i in s["article_ids"]])
         carried = store.carriers_of(conn, [a["id"] for a in shown])
+        texts = pages.page_outcomes(conn, [a["id"] for a in articles])
     details = {a["id"]: a for a in shown}
     as_of: datetime = run["as_of"]
     start = as_of - timedelta(hours=run["window_hours"])
@@ -87,8 +88,8 @@ def build_digest(run_id: str) -> dict[str, Any]:
                 "key_points": a["key_points"] or [],
                 "tags": a["tags"] or [],
                 "category": a["category"],
-                "text_source": a.get("text_source") or "feed",
-                "text_error": a.get("text_error"),
+                "text_source": texts[a["id"]]["text_source"],
+                "text_error": texts[a["id"]]["text_error"],
                 "error": _shown_error(a["error"] or a["summary_note"]),
             }
         )
