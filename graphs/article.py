@@ -38,7 +38,7 @@ from tasks.embed import embed_batch
 from tasks.pages import fetch_page, needs_page
 from tasks.store import store_outcome
 from tasks.summarize import summarize_article
-from vectorstore import DatabaseUnavailable, connection, runs
+from vectorstore import DatabaseUnavailable, connection, pages, runs
 from vectorstore import articles as store
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,20 @@ def _load_plan(article_id: int, run_id: str, retry_failed: bool) -> dict:
     with connection() as conn:
         recorded = runs.run_article_status(conn, run_id, article_id)
         a = store.get_article(conn, article_id)
+        page = pages.get_page(conn, article_id) if retry_failed else None
     same_content = a["processed_hash"] == a["content_hash"]
+    page_retry = bool(
+        page and page["feed_hash"] == a["content_hash"] and page["status"] == "failed"
+        and page["transient"]
+    )  # fmt: skip
     placed = a["published"] or a["first_seen"]
     return {
         "recorded": recorded if recorded in RECORDED else None,
         "content_hash": a["content_hash"],
         "words": len(a["text"].split()),
         "teaser": needs_page(a["body"]),
-        "unchanged": same_content and a["state"] in FINAL_STATES,
+        "unchanged": same_content and a["state"] in FINAL_STATES and not page_retry,
+        "page_retry": page_retry,
         "still_failed": (a["error"] or "failed earlier")
         if same_content and a["state"] == "failed" and not retry_failed
         else None,
@@ -83,7 +89,7 @@ async def plan(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
         return {**base, "route": "unchanged", "status": "unchanged"}
     if p["still_failed"]:  # same content failed before: left alone unless --retry-failed
         return {**base, "route": "unchanged", "status": "failed", "error": p["still_failed"]}
-    if p["teaser"] and ctx.fetch_full_text:
+    if (p["teaser"] and ctx.fetch_full_text) or p["page_retry"]:
         return {**base, "route": "page"}
     route = _text_route(p["words"], ctx)
     return {**base, "route": route, **(_EMPTY if route == "empty" else {})}

@@ -9,15 +9,18 @@ figures but not runs of words, so it is a *story* relation (`tasks.stories`), no
 - `fingerprint` makes the persistent signature of a text: MinHash (datasketch) over word
   5-shingles and its LSH band keys, which PostgreSQL indexes so candidates are found among every
   article stored, from any run.
-- `compare` verifies a candidate on the two texts: shingle containment and Jaccard, plus the
-  *figures* rule: a copy keeps the original's numbers, dates and weekdays, whereas the next edition
-  of a recurring series (same template, new figures) changes them, so it is never a copy.
+- `compare` verifies a candidate on the two texts: shingle containment and Jaccard, plus two
+  rules for recurring series: a copy keeps the original's numbers, dates and weekdays, and its
+  edits add, drop or reword (at the start) but never swap value after value through the text,
+  whereas the next edition of a series (same template, new values) does exactly that, so it is
+  never a copy.
 
 Plain functions over text, no I/O; `tasks.copycheck` is the task that reads, decides and stores.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import unicodedata
@@ -41,19 +44,25 @@ MIN_FIGURE_AGREEMENT = 0.6
 text also has; below it, two look-alike texts are editions of a series, not copies."""
 MIN_FIGURES = 2
 """Texts with fewer figures than this are not judged on figures."""
+MAX_SUBSTITUTIONS = 2
+"""Separate short swaps (at most `SWAP_WORDS` words each way) a copy may have besides one edit
+in its opening: a light edit adds, drops or rewords at the start; it does not swap three
+separate values. The next edition of a series swaps its values slot by slot (prices, names,
+counts, weekdays)."""
+SWAP_WORDS = 8
+OPENING_WORDS = 15  # the dateline and first words: where copies are edited
 
 _TOKEN = re.compile(r"\w+(?:[.,:'’]\w+)*", re.UNICODE)
 _DIGIT = re.compile(r"\d")
 # fmt: off
 _CALENDAR = frozenset("""
-monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu thur thurs fri sat
-sun january february march april may june july august september october november december jan feb
-mar apr jun jul aug sep sept oct nov dec lunes martes miércoles jueves viernes sábado domingo
-enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre lundi
-mardi mercredi jeudi vendredi samedi dimanche janvier février mars avril mai juin juillet août
-septembre octobre novembre décembre montag dienstag mittwoch donnerstag freitag samstag sonntag
-januar februar märz april mai juni juli august september oktober november dezember yesterday
-today tomorrow tonight morning afternoon evening
+monday tuesday wednesday thursday friday saturday sunday tue tues thu thur thurs fri january
+february april june july august september october november december jan feb apr jun jul aug sep
+sept oct nov dec lunes martes miércoles jueves viernes sábado domingo enero febrero marzo abril
+mayo junio julio agosto septiembre octubre noviembre diciembre lundi mardi mercredi jeudi
+vendredi samedi dimanche janvier février avril juin juillet août septembre octobre novembre
+décembre montag dienstag mittwoch donnerstag freitag samstag sonntag januar februar märz juni
+juli oktober dezember
 """.split())
 # fmt: on
 
@@ -73,6 +82,21 @@ def shingles(tokens: list[str], k: int = SHINGLE_WORDS) -> set[str]:
 def figures(tokens: list[str]) -> set[str]:
     """What changes from one edition of a series to the next: numbers, dates, weekdays."""
     return {t for t in tokens if _DIGIT.search(t) or t in _CALENDAR}
+
+
+def substitutions(ta: list[str], tb: list[str]) -> list[tuple[str, str]]:
+    """Short swaps between two token sequences (at most `SWAP_WORDS` words each way), leaving
+    out one edit in the opening (a dateline or reworded first words): the slots of a template
+    that an edition of a series fills with new values."""
+    ops = difflib.SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes()
+    swaps = [
+        (i1, j1, " ".join(ta[i1:i2]), " ".join(tb[j1:j2]))
+        for op, i1, i2, j1, j2 in ops
+        if op == "replace" and max(i2 - i1, j2 - j1) <= SWAP_WORDS
+    ]
+    if swaps and min(swaps[0][0], swaps[0][1]) < OPENING_WORDS:
+        swaps = swaps[1:]
+    return [(x, y) for _, _, x, y in swaps]
 
 
 @dataclass(frozen=True)
@@ -132,6 +156,11 @@ def compare(a: str, b: str) -> Comparison:
         return Comparison(containment, jaccard, agreement, False, reason)
     if agreement is not None and agreement < MIN_FIGURE_AGREEMENT:
         reason = f"same template, other figures ({agreement:.2f} agree): a new edition"
+        return Comparison(containment, jaccard, agreement, False, reason)
+    swaps = substitutions(ta, tb)
+    if len(swaps) > MAX_SUBSTITUTIONS:
+        shown = "; ".join(f"{x} -> {y}" for x, y in swaps[:3])
+        reason = f"same template, {len(swaps)} values swapped ({shown}): a new edition"
         return Comparison(containment, jaccard, agreement, False, reason)
     reason = f"copy (containment {containment:.2f}, Jaccard {jaccard:.2f})"
     return Comparison(containment, jaccard, agreement, True, reason)

@@ -121,6 +121,11 @@ def fetch_article_page(article_id: int, retry_transient: bool = False) -> dict[s
             etag=outcome.etag,
             last_modified=outcome.last_modified,
         )
+        used_before = row is not None and row["status"] == "ok" and row["text"] == outcome.text
+        if status == "ok" and not used_before:
+            # The article's text changed under the same feed content: what was made from the
+            # teaser (a summary, a vector, a copy fingerprint) is made again from the page.
+            page_store.forget_derived(conn, article_id)
     if status != "ok":
         log.info("article %s stays on its feed text: %s", article_id, error)
     words = word_count(outcome.text) if status == "ok" else feed_words

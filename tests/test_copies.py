@@ -204,3 +204,59 @@ def test_a_copy_told_its_original_keeps_the_link_re_pointed_since(db) -> None:
     assert _links(db, [wire, early_copy, late_copy]) == {
         wire: None, early_copy: wire, late_copy: wire
     }  # fmt: skip
+
+
+PUMP_PRICES = [
+    (
+        "Pump prices across the county this morning: unleaded averages {u} a litre, {trend} on "
+        "yesterday, and diesel {d}. The cheapest unleaded we found was at the {cheap}, at {c} a "
+        "litre; the dearest was at the ring-road services, where drivers paid {x}. Crude oil "
+        "closed last night at ${oil} a barrel. Prices are collected at 7 a.m. from 140 "
+        "forecourts and published every weekday morning. Motorists are reminded that prices at "
+        "motorway services are usually well above the county average, and that supermarket "
+        "forecourts tend to follow wholesale costs within two or three days. Readers can send "
+        "us the prices they see through the form on our website, and we check every report "
+        "before it is added to the survey."
+    ).format(**v)
+    for v in (
+        dict(u="1.595", trend="up slightly", d="1.656", cheap="superstore on Mill Lane", c="1.554",
+             x="1.662", oil="70.59"),
+        dict(u="1.589", trend="unchanged", d="1.656", cheap="co-op garage in Brook End", c="1.548",
+             x="1.662", oil="70.59"),
+    )
+]  # fmt: skip
+
+FAIR_DIARY = [
+    (
+        "Fair diary, {day}. If you have only half an hour at the Guildhall this week, our pick "
+        "of the day is the stall run by {maker} by the east doors. {first} makes {craft} in a "
+        "converted barn in {town} and says the winter fair brings in nearly half a year's sales. "
+        "Organisers counted roughly {n} visitors, and the fair runs until Sunday. Doors open at ten "
+        "each morning and close at six, with late opening on Friday until nine. Entry is free, "
+        "the cafe on the mezzanine serves soup and cakes all day, and the organisers ask "
+        "visitors to bring their own bags because the stallholders have agreed to go without "
+        "plastic this year."
+    ).format(**v)
+    for v in (
+        dict(day="Wednesday", maker="Hester Quill", first="Hester", craft="hand-bound notebooks",
+             town="Ashcombe", n="3,100"),
+        dict(day="Thursday", maker="Jonas Everleigh", first="Jonas", craft="turned wooden bowls",
+             town="Kestrel Heights", n="2,850"),
+    )
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "editions", [PUMP_PRICES, FAIR_DIARY], ids=["prices-mostly-unchanged", "diary-new-names"]
+)
+def test_editions_that_keep_most_figures_or_swap_names_are_not_copies(editions: list[str]) -> None:
+    verdict = compare(editions[0], editions[1])
+    assert verdict.containment >= 0.5  # they look alike ...
+    assert not verdict.is_copy, verdict.reason  # ... but values were swapped slot by slot
+    assert "swapped" in verdict.reason or "figures" in verdict.reason
+
+
+def test_an_edition_that_keeps_most_figures_is_told_by_the_values_it_swaps() -> None:
+    verdict = compare(PUMP_PRICES[0], PUMP_PRICES[1])
+    assert verdict.figure_agreement is not None and verdict.figure_agreement >= 0.6
+    assert not verdict.is_copy and "values swapped" in verdict.reason

@@ -113,3 +113,10 @@ def page_counts(conn: psycopg.Connection, article_ids: Sequence[int]) -> dict[st
         "used": sum(o["text_source"] == "page" for o in outcomes),
         "not_used": dict(reasons.most_common()),
     }
+
+
+def forget_derived(conn: psycopg.Connection, article_id: int) -> None:
+    """Drop what was made from an article's earlier text (summary, vector, fingerprint), so
+    the next steps make it again from the text now in use."""
+    for table in ("summaries", "embeddings", "fingerprints"):
+        conn.execute(f"DELETE FROM {table} WHERE article_id = %s", (article_id,))
