@@ -12,12 +12,17 @@ leases and limits are on Redis either way.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_init
 from kombu import Exchange, Queue
 
 from core.errors import ConfigError
 from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 QUEUES = ("ingest", "llm", "embed", "analyze", "publish", "orchestrate")
 WORK_QUEUES = QUEUES[:-1]  # what the embedded worker consumes; orchestrate runs graphs
@@ -100,6 +105,25 @@ def _amqp_options() -> dict:
         # Dead connections (a broker gone without closing TCP) are noticed within a minute.
         "broker_heartbeat": 30,
     }
+
+
+@worker_init.connect
+def declare_fleet_queues(sender: object = None, **_: object) -> None:
+    """On RabbitMQ, declare every queue of the fleet when a worker starts. Celery binds all the
+    app's queues (not only those the worker consumes) to its delayed-delivery exchanges, and
+    one not yet declared makes that whole setup fail ("Native delayed delivery will not be
+    available"): countdowns and retry backoff would then block a worker slot."""
+    worker_app = getattr(sender, "app", None)
+    if worker_app is None or not broker_is_amqp(str(worker_app.conf.broker_url)):
+        return
+    try:
+        with worker_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=3)
+            channel = conn.default_channel
+            for queue in worker_app.amqp.queues.values():
+                queue.bind(channel).declare()
+    except Exception as exc:  # noqa: BLE001 - the worker's own connection retries and reports
+        log.warning("could not declare the fleet's queues on the broker: %s", exc)
 
 
 def build_config(settings: Settings) -> dict:

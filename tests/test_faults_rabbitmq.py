@@ -105,8 +105,12 @@ def test_on_rabbitmq_a_task_delivered_twice_runs_its_body_once(db, tmp_path: Pat
             wait_for(lambda: log.read_text().count(f"[{task_id}] succeeded") == 2, 60,
                      "both copies to finish", alive=(worker,))  # fmt: skip
             executions = int(redis.Redis.from_url(env["REDIS_URL"]).get(counter) or 0)
+            # A countdown goes through Celery's native delayed delivery on quorum queues.
+            later = papp.send_task("tasks.health.noop", args=[5], queue="embed", countdown=1)
+            assert later.get(timeout=60) == 5
         finally:
             stop_process(worker)
+    assert "delayed delivery will not be available" not in log.read_text()
     assert log.read_text().count(f"slow_embed[{task_id}] received") == 2
     assert executions == 1  # the second copy waited for the lease and reported the same result
     assert sorted(done["embedded"] + done["cached"]) == sorted(ids)
