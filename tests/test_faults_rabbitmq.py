@@ -7,9 +7,9 @@ session's Redis, as in the fleet. The scenarios shared with Redis come from `tes
 The broker-restart test starts a `rabbitmq-server` node of its own on free ports (never the
 machine's) and restarts only that node. Without RabbitMQ the tests skip and say why.
 
-Time budget: 3 minutes on 2 shared cores (measured: 171 s for the five tests; a vhost costs
-~5 s of `rabbitmqctl`, a worker 5-10 s to start, the embedding model 10-20 s to load, the
-poison test waits out three 10 s leases, and the private node took 4-7 s per start, twice).
+Time budget: about 3 minutes on 2 shared cores (measured: 171-193 s for the five tests; a
+vhost costs ~5 s of `rabbitmqctl`, a worker 5-10 s to start, the embedding model 10-20 s to
+load, the poison test waits out three 10 s leases, the private node took 4-7 s per start).
 """
 
 from __future__ import annotations
