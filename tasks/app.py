@@ -6,20 +6,47 @@ memory transport and an in-memory result store, which only the embedded worker o
 `python -m graphs.run_daily` (or Studio) consumes. Task modules are listed in `include`; this
 module defines no task. The `orchestrate` queue's task lives in `graphs.orchestrate` (it runs a
 graph), so its single worker starts with `celery -A graphs.orchestrate worker -Q orchestrate`.
+The broker is Redis or RabbitMQ (`amqp://`, quorum queues with publisher confirms); results,
+leases and limits are on Redis either way.
 """
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, signals
 from celery.schedules import crontab
-from kombu import Queue
+from celery.signals import worker_init
+from kombu import Exchange, Queue
 
 from core.errors import ConfigError
 from core.redact import install_log_redaction
 from core.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
+
 QUEUES = ("ingest", "llm", "embed", "analyze", "publish", "orchestrate")
 WORK_QUEUES = QUEUES[:-1]  # what the embedded worker consumes; orchestrate runs graphs
+
+
+# RabbitMQ (amqp://): every queue is a quorum queue (replicated, durable, with a delivery
+# limit), publishes are confirmed by the broker, and an unacknowledged task goes back to its
+# queue as soon as its consumer's connection closes: there is no visibility timeout.
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+# The broker drops a message returned more often than this. GuardedTask refuses a task after
+# MAX_DELIVERIES (3) executions that killed their worker and records the failure, so it acts
+# first; the broker's limit is the backstop for messages returned without ever reaching a task
+# body (a worker killed while it held them prefetched, a connection lost, a deploy), and is high
+# enough that a few worker restarts never drop a healthy message.
+AMQP_DELIVERY_LIMIT = 10
+# RabbitMQ closes the channel of a consumer that holds a delivery unacknowledged for longer than
+# its `consumer_timeout` (default 30 minutes); acks_late tasks are acknowledged when they end.
+RABBITMQ_CONSUMER_TIMEOUT = 1800
+
+
+def broker_is_amqp(url: str | None) -> bool:
+    """True for a RabbitMQ broker URL (amqp://, amqps://, pyamqp://)."""
+    return bool(url and url.startswith(AMQP_SCHEMES))
 
 
 def time_limits(visibility_timeout: int) -> tuple[int, int]:
@@ -53,6 +80,54 @@ def _digest_crontab(at: str) -> crontab:
     return crontab(hour=hour, minute=minute)
 
 
+def amqp_queues() -> list[Queue]:
+    """The fleet's queues on RabbitMQ: quorum queues with a delivery limit, bound to one topic
+    exchange (Celery's native delayed delivery, used for countdowns and retry backoff on quorum
+    queues, needs a topic exchange; on a direct one an ETA task would block its worker)."""
+    exchange = Exchange("aml", type="topic")
+    args = {"x-queue-type": "quorum", "x-delivery-limit": AMQP_DELIVERY_LIMIT}
+    return [Queue(name, exchange, routing_key=name, queue_arguments=args) for name in QUEUES]
+
+
+def _amqp_options() -> dict:
+    """What a RabbitMQ broker adds to (or changes in) the configuration."""
+    return {
+        "task_queues": amqp_queues(),
+        "task_default_queue_type": "quorum",
+        "task_default_exchange": "aml",
+        "task_default_exchange_type": "topic",
+        # A queue named on a worker's command line but not in QUEUES is made the same way.
+        "task_create_missing_queue_type": "quorum",
+        "task_create_missing_queue_exchange_type": "topic",
+        # Quorum queues do not support global QoS: Celery detects them and uses a prefetch per
+        # consumer (worker_prefetch_multiplier x concurrency), and native delayed delivery.
+        "worker_detect_quorum_queues": True,
+        # The broker confirms every publish: a task is queued when apply_async returns.
+        "broker_transport_options": {"confirm_publish": True},
+        # Dead connections (a broker gone without closing TCP) are noticed within a minute.
+        "broker_heartbeat": 30,
+    }
+
+
+@worker_init.connect
+def declare_fleet_queues(sender: object = None, **_: object) -> None:
+    """On RabbitMQ, declare every queue of the fleet when a worker starts. Celery binds all the
+    app's queues (not only those the worker consumes) to its delayed-delivery exchanges, and
+    one not yet declared makes that whole setup fail ("Native delayed delivery will not be
+    available"): countdowns and retry backoff would then block a worker slot."""
+    worker_app = getattr(sender, "app", None)
+    if worker_app is None or not broker_is_amqp(str(worker_app.conf.broker_url)):
+        return
+    try:
+        with worker_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=3)
+            channel = conn.default_channel
+            for queue in worker_app.amqp.queues.values():
+                queue.bind(channel).declare()
+    except Exception as exc:  # noqa: BLE001 - the worker's own connection retries and reports
+        log.warning("could not declare the fleet's queues on the broker: %s", exc)
+
+
 def build_config(settings: Settings) -> dict:
     """The Celery configuration for these settings (pure: no connection is made)."""
     broker = settings.celery_broker_url or "memory://localhost/"
@@ -62,8 +137,16 @@ def build_config(settings: Settings) -> dict:
             "CELERY_RESULT_BACKEND is required when the broker is not Redis "
             "(set it to a redis:// URL)"
         )
+    if settings.celery_broker_url and not settings.effective_redis_url:
+        raise ConfigError(
+            "REDIS_URL is required when the broker is not Redis: task leases, delivery counts "
+            "and fleet-wide LLM limits live there (set it to a redis:// URL)"
+        )
+    amqp = broker_is_amqp(broker)
     visibility = settings.celery_visibility_timeout
-    soft, hard = time_limits(visibility)
+    # On RabbitMQ the visibility timeout does not exist, but a task must end (and be
+    # acknowledged) well before the broker's consumer_timeout closes its channel.
+    soft, hard = time_limits(min(visibility, RABBITMQ_CONSUMER_TIMEOUT) if amqp else visibility)
     transport: dict[str, float] = {
         "visibility_timeout": visibility,
         # How often workers sweep for tasks whose worker vanished before acknowledging them
@@ -74,7 +157,7 @@ def build_config(settings: Settings) -> dict:
     if broker.startswith("memory"):
         transport["polling_interval"] = 0.005
     interval = settings.ingest_interval_minutes
-    return {
+    config = {
         "broker_url": broker,
         "result_backend": backend or EMBEDDED_BACKEND,
         "task_serializer": "json",
@@ -125,6 +208,9 @@ def build_config(settings: Settings) -> dict:
             },
         },
     }
+    if amqp:
+        config.update(_amqp_options())
+    return config
 
 
 app = Celery(

@@ -1,5 +1,8 @@
 """Helpers for fault tests: private Redis and PostgreSQL, worker and run_daily processes.
 
+`celery_on` gives a test a Celery app on a broker of its own (Redis or RabbitMQ) with results
+and leases on a Redis of its choosing, and the environment for the processes it starts.
+
 Everything here starts processes of its own (a `redis-server` on a free port, a pgserver data
 directory under a temp dir, `celery worker` and `python -m graphs.run_daily` subprocesses) and
 stops only those, by pid. It never touches the machine's services nor the session's, and it is
@@ -8,6 +11,7 @@ never imported by production code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,7 +21,10 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+
+from celery import Celery
 
 from tests.conftest import ROOT, free_port, start_redis, stop_process
 
@@ -52,6 +59,40 @@ class PrivateRedis:
         import redis
 
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
+
+
+@contextlib.contextmanager
+def celery_on(
+    broker_url: str, redis_url: str, **settings: object
+) -> Iterator[tuple[Celery, dict[str, str]]]:
+    """A Celery app on `broker_url` (results, leases and limits on `redis_url`) configured as
+    the fleet is, and the environment for its worker and orchestrator processes.
+
+    Celery reads CELERY_BROKER_URL and CELERY_RESULT_BACKEND from the environment before its
+    configuration, so they point at these while the block runs.
+    """
+    from core.settings import Settings
+    from tasks.app import build_config
+
+    env = {"CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": redis_url,
+           "REDIS_URL": redis_url}  # fmt: skip
+    env.update({k.upper(): str(v) for k, v in settings.items()})
+    saved = {k: os.environ.get(k) for k in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
+    os.environ.update({k: env[k] for k in saved})
+    app = Celery("aml-test")
+    app.conf.update(
+        build_config(Settings(_env_file=None, celery_broker_url=broker_url,  # type: ignore[arg-type]
+                              celery_result_backend=redis_url, redis_url=redis_url, **settings))
+    )  # fmt: skip
+    try:
+        yield app, {**os.environ, **env}
+    finally:
+        app.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def fleet_env(redis_url: str, **overrides: str) -> dict[str, str]:

@@ -25,7 +25,10 @@ def test_every_setting_is_documented_in_env_example() -> None:
             assert line.split("=", 1)[0].lower() in Settings.model_fields, line
 
 
-def test_docker_compose_file_is_valid() -> None:
+@pytest.mark.parametrize(
+    "files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.rabbitmq.yml"]]
+)
+def test_docker_compose_file_is_valid(files: list[str]) -> None:
     exe = shutil.which("docker-compose")
     if exe is None:
         if os.environ.get("CI"):
@@ -33,9 +36,10 @@ def test_docker_compose_file_is_valid() -> None:
         pytest.skip(
             "docker-compose not installed (apt-get install --no-install-recommends docker-compose)"
         )
-    env = {**os.environ, "REDIS_PASSWORD": "x", "POSTGRES_PASSWORD": "y"}
+    env = {**os.environ, "REDIS_PASSWORD": "x", "POSTGRES_PASSWORD": "y", "RABBITMQ_PASSWORD": "z"}
+    args = [arg for name in files for arg in ("-f", str(ROOT / name))]
     proc = subprocess.run(
-        [exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        [exe, *args, "--profile", "rabbitmq", "config", "-q"],
         capture_output=True, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -65,6 +65,36 @@ def test_celery_is_json_only_acks_late_and_limits_below_visibility_timeout() -> 
     assert {q.name for q in conf["task_queues"]} >= {"ingest", "llm", "embed", "analyze", "publish"}
 
 
+def test_rabbitmq_config_uses_quorum_queues_with_confirms_and_a_delivery_limit() -> None:
+    from tasks.app import AMQP_DELIVERY_LIMIT, QUEUES
+    from tasks.guard import MAX_DELIVERIES
+
+    settings = Settings(_env_file=None, celery_broker_url="amqp://g:g@h:5672/v",
+                        celery_result_backend="redis://r/1", redis_url="redis://r/2")  # fmt: skip
+    conf = build_config(settings)
+    assert [q.name for q in conf["task_queues"]] == list(QUEUES)
+    for queue in conf["task_queues"]:
+        assert queue.queue_arguments == {"x-queue-type": "quorum",
+                                         "x-delivery-limit": AMQP_DELIVERY_LIMIT}  # fmt: skip
+        assert queue.exchange.type == "topic"  # native delayed delivery needs it
+    assert AMQP_DELIVERY_LIMIT > MAX_DELIVERIES  # the guard refuses (and records) first
+    assert conf["broker_transport_options"] == {"confirm_publish": True}
+    assert conf["result_backend"] == "redis://r/1"
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["task_time_limit"] < 1800  # below RabbitMQ's default consumer_timeout
+
+
+def test_a_rabbitmq_broker_needs_redis_for_results_and_leases() -> None:
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CELERY_RESULT_BACKEND"):
+        build_config(Settings(_env_file=None, celery_broker_url="amqp://h//",
+                              celery_result_backend=None, redis_url="redis://r/2"))  # fmt: skip
+    with pytest.raises(ConfigError, match="REDIS_URL is required"):
+        build_config(Settings(_env_file=None, celery_broker_url="amqp://h//",
+                              celery_result_backend="redis://r/1", redis_url=None))  # fmt: skip
+
+
 def test_every_task_routes_to_its_queue() -> None:
     from tasks.app import app
 
