@@ -55,7 +55,7 @@ def _start_run(state: DailyState, sources: list[FeedSource]) -> list[int]:
             conn,
             state["run_id"],
             as_of=datetime.fromisoformat(state["as_of"]),
-            window_hours=int(state.get("window_hours", 24)),
+            window_hours=float(state.get("window_hours", 24)),
             feeds_key=feeds_key(sources),
             modes=settings.modes(),
         )

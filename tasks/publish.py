@@ -48,7 +48,8 @@ def build_digest(run_id: str) -> dict[str, Any]:
         shown = store.articles_for_display(conn, [i for s in stories for i in s["article_ids"]])
     details = {a["id"]: a for a in shown}
     as_of: datetime = run["as_of"]
-    start = as_of - timedelta(hours=run["window_hours"])
+    window_hours = float(run["window_hours"])
+    start = as_of - timedelta(hours=window_hours)
     url_of = {}
     story_of: dict[int, str] = {}
     for s in stories:
@@ -115,7 +116,8 @@ def build_digest(run_id: str) -> dict[str, Any]:
         "mode": "fleet" if modes.get("broker", "").startswith("fleet") else "embedded",
         "modes": modes,
         "as_of": _iso(as_of),
-        "window_hours": run["window_hours"],
+        # The stored number; written as 24 rather than 24.0 when whole (same value in JSON).
+        "window_hours": int(window_hours) if window_hours.is_integer() else window_hours,
         "generated_at": _iso(datetime.now(UTC)),
         "feeds": [
             {

@@ -145,6 +145,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE feeds ADD COLUMN last_article_ids bigint[] NOT NULL DEFAULT '{{}}';
         """,
     ),
+    (
+        "0006_fractional_window",
+        """
+        ALTER TABLE runs ALTER COLUMN window_hours TYPE double precision;
+        """,
+    ),
 ]
 
 
