@@ -27,6 +27,7 @@ from langgraph.runtime import Runtime
 
 from core.settings import get_settings
 from graphs.runtime import (
+    EXPECTED_FAILURES,
     EmbedBatcher,
     db_call,
     deadlines_from,
@@ -117,7 +118,7 @@ async def embed(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     key = (state.get("placed_at", 0.0), state["article_id"])
     try:
         await _embed_batcher(_ctx(runtime)).submit(state["article_id"], key)
-    except Exception as exc:  # noqa: BLE001 - recorded on the article, the run goes on
+    except EXPECTED_FAILURES as exc:  # recorded on the article, the run goes on
         log.warning("article %s: embedding failed: %s", state["article_id"], exc)
         return {"status": "failed", "error": f"embedding failed: {exc}"}
     return {"status": "skipped"} if state["route"] == "short" else {}
@@ -185,7 +186,7 @@ async def summarize(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     ).set(queue="llm" if use_llm else "embed")
     try:
         result = await get_dispatcher().call(sig, deadlines_from(ctx))
-    except Exception as exc:  # noqa: BLE001 - recorded on the article, the run goes on
+    except EXPECTED_FAILURES as exc:  # recorded on the article, the run goes on
         log.warning("article %s: summary failed: %s", state["article_id"], exc)
         return {"status": "failed", "error": f"summary failed: {exc}"}
     return {"status": "new", "summary_source": result["summary_source"]}
@@ -203,7 +204,7 @@ async def classify(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     ctx = _ctx(runtime)
     try:
         await get_dispatcher().call(classify_article.s(state["article_id"]), deadlines_from(ctx))
-    except Exception as exc:  # noqa: BLE001 - a missing category does not fail the article
+    except EXPECTED_FAILURES as exc:  # a missing category does not fail the article
         log.warning("article %s: classification failed: %s", state["article_id"], exc)
     return {}
 

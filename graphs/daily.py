@@ -17,7 +17,7 @@ import json
 import logging
 import warnings
 from dataclasses import fields
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
@@ -25,8 +25,15 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from core.settings import get_settings
+from core.timeutil import parse_iso
 from graphs.article import graph as article_graph
-from graphs.runtime import db_call, deadlines_from, ensure_workers, get_dispatcher
+from graphs.runtime import (
+    EXPECTED_FAILURES,
+    db_call,
+    deadlines_from,
+    ensure_workers,
+    get_dispatcher,
+)
 from graphs.state import ArticleTask, DailyState, RunContext
 from tasks.analyze import TrendParams, build_stories, label_story
 from tasks.feedlist import FeedSource, read_feed_list
@@ -54,7 +61,7 @@ def _start_run(state: DailyState, sources: list[FeedSource]) -> list[int]:
         runs.create_run(
             conn,
             state["run_id"],
-            as_of=datetime.fromisoformat(state["as_of"]),
+            as_of=parse_iso(state["as_of"]),
             window_hours=float(state.get("window_hours", 24)),
             feeds_key=feeds_key(sources),
             modes=settings.modes(),
@@ -86,7 +93,7 @@ async def _collect_one(
         else:
             sig = fetch_feed.s(feed_id, source.listed, source.location, False)
             res = await get_dispatcher().call(sig, deadlines_from(ctx))
-    except Exception as exc:  # noqa: BLE001 - one bad feed never stops the run
+    except EXPECTED_FAILURES as exc:  # one bad feed never stops the run
         log.warning("feed %s failed: %s", source.listed, exc)
         res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "article_ids": []}
     await db_call(_record_feed, run_id, position, source, feed_id, res)
@@ -169,7 +176,7 @@ async def process_article(task: ArticleTask, runtime: Runtime[RunContext]) -> di
             durability="exit",
         )
         status = result.get("status", "failed")
-    except Exception as exc:  # noqa: BLE001 - recorded on the article; the run goes on
+    except EXPECTED_FAILURES as exc:  # recorded on the article; the run goes on
         log.exception("article %s crashed", task["article_id"])
         status = "failed"
         await db_call(
@@ -199,8 +206,10 @@ async def trends(state: DailyState, runtime: Runtime[RunContext]) -> dict:
             return_exceptions=True,
         )
         for sid, res in zip(hot, labels):
-            if isinstance(res, BaseException):  # the offline label stays
+            if isinstance(res, EXPECTED_FAILURES):  # the offline label stays
                 log.warning("story %s: no LLM label: %s", sid, res)
+            elif isinstance(res, BaseException):  # a bug here: surface it
+                raise res
     return {"stories": result["stories"], "trending": result["trending"]}
 
 

@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 
 from core.settings import get_settings
+from core.timeutil import parse_iso
 from graphs.runner import execute
 from graphs.state import RunContext
 from tasks.app import app
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 def run_daily_task(as_of: str | None = None, window_hours: float = 24.0) -> dict:
     """Run the daily graph once (acknowledged on receipt: a lost run is re-run by Beat)."""
     settings = get_settings()
-    when = datetime.fromisoformat(as_of) if as_of else datetime.now(UTC)
+    when = parse_iso(as_of) if as_of else datetime.now(UTC)
     run_id = f"run-{when:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     inputs = {
         "run_id": run_id,

@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Signature, states
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 
-from core.errors import DispatchTimeout
+from core.errors import AMLError, DispatchTimeout, TaskFailed
 from core.settings import get_settings
 from tasks.app import app
 
@@ -70,6 +73,27 @@ class Deadlines:
     running: float = 300.0
     dispatches: int = 3
 
+
+# A service that cannot be reached right now: the broker or result backend (Redis), the
+# database (psycopg's OperationalError, which vectorstore calls DatabaseUnavailable), a socket.
+SERVICE_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError and TimeoutError included
+    RedisConnectionError,
+    RedisTimeout,
+    BrokerUnavailable,
+)
+
+
+def _expected_failures() -> tuple[type[BaseException], ...]:
+    from vectorstore import DatabaseUnavailable
+
+    return (AMLError, DatabaseUnavailable, *SERVICE_OUTAGES)
+
+
+# What a graph step may record and go on from: a task that failed (TaskFailed), a deadline
+# (DispatchTimeout), any error this project raises on purpose (AMLError), an outage. Anything
+# else (TypeError, KeyError, AttributeError...) is a bug in the orchestrator and propagates.
+EXPECTED_FAILURES: tuple[type[BaseException], ...] = _expected_failures()
 
 OUTAGE_GRACE = 60.0  # seconds after a backend outage before a task with no state is resent
 
@@ -125,7 +149,7 @@ class ResultWaiter:
             ids = list(self.pending)
             try:
                 metas = await self.loop.run_in_executor(self._executor, self._read, ids)
-            except Exception as exc:  # noqa: BLE001 - backend outage: keep waiting; deadlines run
+            except SERVICE_OUTAGES as exc:  # backend outage: keep waiting; deadlines run
                 if not self.in_outage:
                     log.warning("result backend unreachable (%s); waiting for it", exc)
                 self.in_outage = True
@@ -188,7 +212,7 @@ class Dispatcher:
                 while True:
                     done = [r for _, r in attempts if r.future.done()]
                     if done:
-                        return self._outcome(done[0].future.result())
+                        return self._outcome(sig.name, done[0].future.result())
                     now = time.monotonic()
                     if rec.started_at is not None:
                         expires = rec.started_at + d.running
@@ -218,13 +242,13 @@ class Dispatcher:
             for task_id, _ in attempts:
                 self.waiter.forget(task_id)
 
-    def _outcome(self, meta: dict) -> Any:
+    def _outcome(self, name: str, meta: dict) -> Any:
         if meta["status"] == states.SUCCESS:
             return meta["result"]
         exc = self.waiter.backend.exception_to_python(meta["result"])
         if isinstance(exc, BaseException):
-            raise exc
-        raise RuntimeError(f"task {meta['status']}: {meta['result']!r}")
+            raise TaskFailed(name, exc) from exc
+        raise TaskFailed(name, f"task {meta['status']}: {meta['result']!r}")
 
     def batcher(self, name: str, make_sig: Any, size: int, deadlines: Deadlines) -> EmbedBatcher:
         if name not in self.batchers:
@@ -281,7 +305,7 @@ class EmbedBatcher:
             result = await self.dispatcher.call(
                 self.make_sig([i for i, _ in batch]), self.deadlines
             )
-        except Exception as exc:  # noqa: BLE001 - every caller sees the batch failure
+        except Exception as exc:  # noqa: BLE001 - handed on, not swallowed: every caller raises it
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)

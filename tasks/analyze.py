@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 import prompts
 from core.errors import TransientError
 from core.settings import get_settings
+from core.timeutil import parse_iso
 from vectorstore import DatabaseUnavailable, connection, runs
 from vectorstore import articles as store
 
@@ -235,7 +236,7 @@ def build_stories(
 ) -> dict:
     """Group the window's articles into scored stories and store them for the run."""
     p = TrendParams.from_dict(params)
-    end = datetime.fromisoformat(as_of)
+    end = parse_iso(as_of)
     start = end - timedelta(hours=window_hours)
     with connection() as conn:
         window = store.analysis_articles(conn, start, end)

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from core.timeutil import as_utc, parse_iso
 from vectorstore import articles as store
 from vectorstore import connection, runs
 
@@ -47,7 +48,7 @@ def build_digest(run_id: str) -> dict[str, Any]:
         stories = runs.stories(conn, run_id)
         shown = store.articles_for_display(conn, [i for s in stories for i in s["article_ids"]])
     details = {a["id"]: a for a in shown}
-    as_of: datetime = run["as_of"]
+    as_of: datetime = as_utc(run["as_of"])
     window_hours = float(run["window_hours"])
     start = as_of - timedelta(hours=window_hours)
     url_of = {}
@@ -167,7 +168,7 @@ def publish_digest(run_id: str) -> dict:
 
 def digest_day(digest: dict[str, Any]) -> date:
     """The day a digest is saved under: its `as_of` date (UTC)."""
-    return datetime.fromisoformat(digest["as_of"].replace("Z", "+00:00")).astimezone(UTC).date()
+    return parse_iso(digest["as_of"]).date()
 
 
 def payload_sha256(payload: dict[str, Any]) -> str:
