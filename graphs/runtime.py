@@ -139,8 +139,14 @@ class ResultWaiter:
         metas: list[dict | None] = []
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            values = backend.mget([backend.get_key_for_task(t) for t in chunk])
-            metas += [backend.decode_result(v) if v is not None else None for v in values]
+            keys = [backend.get_key_for_task(t) for t in chunk]
+            values = backend.mget(keys)
+            decoded = [backend.decode_result(v) if v is not None else None for v in values]
+            if getattr(backend, "forget_on_read", False):  # the in-process store: read once
+                for key, meta in zip(keys, decoded):
+                    if meta is not None and meta.get("status") in states.READY_STATES:
+                        backend.delete(key)
+            metas += decoded
         return metas
 
     async def _poll(self) -> None:
