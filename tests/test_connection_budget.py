@@ -131,3 +131,33 @@ def test_a_pool_that_cannot_grow_fails_fast_with_a_clear_error(tiny_server: str)
     message = str(err.value)
     assert "too many clients" in message.lower()
     assert "max_connections" in message and "DATABASE_POOL_SIZE" in message
+
+
+def test_feed_leases_in_flight_share_one_connection_and_stay_exclusive(db) -> None:
+    """Eight ingestions in one process hold their leases over one connection; a second
+    ingestion of a leased feed waits for the first and is told it finished."""
+    import threading
+
+    from vectorstore.feeds import FeedLease
+
+    leases = [FeedLease(db.url, feed_id) for feed_id in range(1, 9)]
+    assert all(lease.acquire(wait_seconds=5) for lease in leases)
+    try:
+        with db.connection() as conn:
+            lease_conns = conn.execute(
+                "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid = 7201101 AND granted"
+            ).fetchone()[0]
+        assert lease_conns == 1
+        outcome: list[bool] = []
+        second = FeedLease(db.url, 1)
+        waiter = threading.Thread(target=lambda: outcome.append(second.acquire(30)))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # feed 1 is leased: the second ingestion waits
+    finally:
+        for lease in leases:
+            lease.release()
+    waiter.join(30)
+    second.release()
+    assert outcome == [False]  # it got the lease after the first finished, and says so
