@@ -4,8 +4,9 @@
 
 `collect` dispatches one `fetch_feed` task per listed URL (local paths are read here, where the
 operator's files are), records each feed's outcome and the articles it read. Each article runs
-the article graph in its own branch, all concurrently; a branch that fails is recorded as a
-failed article, never a failed run. `trends` and `publish` run on the analyze and publish
+the article graph in its own branch, all concurrently; a branch that fails for an expected
+reason (a task failure, a deadline, an outage: `EXPECTED_FAILURES`) is recorded as a failed
+article, never a failed run, while a bug in the orchestrator's own code (TypeError...) surfaces. `trends` and `publish` run on the analyze and publish
 queues; `publish` writes the digest files into the run's `out_dir`. Exported as `graph`,
 compiled without a checkpointer.
 """
@@ -165,7 +166,8 @@ def route_articles(state: DailyState) -> list[Send] | str:
 
 
 async def process_article(task: ArticleTask, runtime: Runtime[RunContext]) -> dict:
-    """Run the article graph for one article; a crash is recorded as a failed article."""
+    """Run the article graph for one article; an expected failure is recorded as a failed
+    article, a programming error propagates."""
     try:
         result = await article_graph.ainvoke(
             {"article_id": task["article_id"], "run_id": task["run_id"]},

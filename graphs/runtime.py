@@ -4,8 +4,10 @@ One `Dispatcher` per event loop owns: a single shared waiter that polls the resu
 all pending tasks in one batched read (no thread or poll loop per pending task), deadlines on
 every await (a queued task and a started task each get their own) with bounded re-dispatch of
 the idempotent task, and the embedding batcher that groups articles into `EMBED_BATCH_SIZE`
-batches while each article keeps its own graph. With no broker configured it starts the
-in-process worker (run_daily, Studio). It never runs work itself.
+batches while each article keeps its own graph. A task that fails comes back as `TaskFailed`
+(the worker's exception as its cause); `EXPECTED_FAILURES` is what graph steps may record and go
+on from. With no broker configured it starts the in-process worker (run_daily, Studio). It never
+runs work itself.
 """
 
 from __future__ import annotations
