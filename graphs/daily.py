@@ -6,9 +6,9 @@
 operator's files are), records each feed's outcome and the articles it read. Each article runs
 the article graph in its own branch, all concurrently; a branch that fails for an expected
 reason (a task failure, a deadline, an outage: `EXPECTED_FAILURES`) is recorded as a failed
-article, never a failed run, while a bug in the orchestrator's own code (TypeError...) surfaces. `trends` and `publish` run on the analyze and publish
-queues; `publish` writes the digest files into the run's `out_dir`. Exported as `graph`,
-compiled without a checkpointer.
+article, never a failed run, while a bug in the orchestrator's own code (TypeError...) surfaces.
+`trends` and `publish` run on the analyze and publish queues; `publish` writes the digest files
+into the run's `out_dir`. Exported as `graph`, compiled without a checkpointer.
 """
 
 from __future__ import annotations
