@@ -23,8 +23,7 @@ from typing import Any
 
 from celery import Signature, states
 from kombu.exceptions import OperationalError as BrokerUnavailable
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeout
+from redis.exceptions import RedisError
 
 from core.errors import AMLError, DispatchTimeout, TaskFailed
 from core.settings import get_settings
@@ -80,8 +79,7 @@ class Deadlines:
 # database (psycopg's OperationalError, which vectorstore calls DatabaseUnavailable), a socket.
 SERVICE_OUTAGES: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionError and TimeoutError included
-    RedisConnectionError,
-    RedisTimeout,
+    RedisError,  # connection lost, timeouts, LOADING after a restart, read-only replica...
     BrokerUnavailable,
 )
 
@@ -163,6 +161,12 @@ class ResultWaiter:
                 self.in_outage = True
                 await asyncio.sleep(1.0)
                 continue
+            except Exception as exc:  # noqa: BLE001 - a bug, not an outage: handed to callers
+                for rec in self.pending.values():
+                    if not rec.future.done():
+                        rec.future.set_exception(exc)  # every waiting caller raises it
+                self.pending.clear()
+                return
             now = time.monotonic()
             if self.in_outage:
                 log.warning("result backend reachable again")
