@@ -93,3 +93,24 @@ def test_chunked_baseline_comparison_gives_the_dense_result() -> None:
         ]  # fmt: skip
         assert s["signals"]["expected_sources"] == round((len(set(ages)) + 0.5) / 7.0, 3)
     assert any(s["signals"]["novelty"] < 0.5 for s in chunked)  # the baseline mattered
+
+
+def test_dispatchers_of_finished_event_loops_are_let_go(fleet_worker) -> None:
+    """A long-lived orchestrator runs each daily run in a new event loop (asyncio.run): the
+    dispatchers, and the threads, of finished loops must not pile up."""
+    import threading
+
+    from graphs import runtime
+    from tasks.health import noop
+
+    async def one_run() -> int:
+        return await runtime.get_dispatcher().call(noop.s(1))
+
+    for _ in range(6):
+        assert asyncio.run(one_run()) == 1
+    asyncio.run(one_run())
+    assert len(runtime._dispatchers) == 1  # only the last loop's
+    threads = [
+        t for t in threading.enumerate() if t.name.startswith(("aml-dispatch", "aml-waiter"))
+    ]
+    assert len(threads) <= 5  # one dispatcher's: a publisher thread and the waiter's
