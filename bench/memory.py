@@ -16,8 +16,8 @@ With `--runs N` (N > 1) it instead runs the daily graph N times in ONE process
 (bench/_repeat_daily.py, embedded mode, as Studio or the orchestrate worker do) and prints that
 process's peak RSS during each run: a long-lived process must stay flat, not grow run after run.
 The JSON line keeps `peak_rss_mb` (the highest per-run peak) and adds `runs`,
-`peak_rss_mb_per_run` and `growth_mb` (the last run's peak minus the second's: the first run
-loads the models).
+`peak_rss_mb_per_run`, `growth_mb` (the last run's peak minus the second's: the first run
+loads the models) and `threads_per_run` (live threads after each run).
 """
 
 from __future__ import annotations
@@ -167,12 +167,15 @@ def body_repeated(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
     per_run = [json.loads(ln[4:]) for ln in proc.stdout.splitlines() if ln.startswith("RUN ")]
     peaks = [r["peak_rss_mb"] for r in per_run]
     growth = round(peaks[-1] - peaks[min(1, len(peaks) - 1)], 1)
-    rows = [(f"run {r['run']:>2} ({r['seconds']:.1f}s)", r["peak_rss_mb"]) for r in per_run]
+    rows = [
+        (f"run {r['run']:>2} ({r['seconds']:.1f}s)", r["peak_rss_mb"], r["threads"])
+        for r in per_run
+    ]
     report = "\n".join(
         [
             f"Memory benchmark: the daily graph {args.runs} times in one process, embedded mode, "
             f"sample feeds, {wall:.1f}s",
-            table(rows, ("run", "peak RSS MB")),
+            table(rows, ("run", "peak RSS MB", "threads after")),
             "",
             f"growth from run 2 to run {len(peaks)}: {growth:+.1f} MB",
         ]
@@ -183,6 +186,7 @@ def body_repeated(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
         "runs": len(peaks),
         "peak_rss_mb_per_run": peaks,
         "growth_mb": growth,
+        "threads_per_run": [r["threads"] for r in per_run],
     }
 
 

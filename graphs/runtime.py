@@ -262,6 +262,11 @@ class Dispatcher:
             raise TaskFailed(name, exc) from exc
         raise TaskFailed(name, f"task {meta['status']}: {meta['result']!r}")
 
+    def close(self) -> None:
+        """Let its threads end (its loop has closed: nobody awaits anything from it)."""
+        self._publisher.shutdown(wait=False, cancel_futures=True)
+        self.waiter._executor.shutdown(wait=False, cancel_futures=True)
+
     def batcher(self, name: str, make_sig: Any, size: int, deadlines: Deadlines) -> EmbedBatcher:
         if name not in self.batchers:
             self.batchers[name] = EmbedBatcher(self, make_sig, size, deadlines)
@@ -331,9 +336,16 @@ _dispatchers: dict[int, Dispatcher] = {}
 
 
 def get_dispatcher() -> Dispatcher:
-    """The dispatcher of the running event loop (one per loop; workers started if embedded)."""
+    """The dispatcher of the running event loop (one per loop; workers started if embedded).
+
+    Each daily run of a long-lived process (Studio, the orchestrate worker) has its own loop:
+    dispatchers of loops that have closed are let go here, and their threads told to end."""
     loop = asyncio.get_running_loop()
     key = id(loop)
+    for old_key, old in list(_dispatchers.items()):
+        if old.loop.is_closed():
+            del _dispatchers[old_key]
+            old.close()
     disp = _dispatchers.get(key)
     if disp is None or disp.loop is not loop:
         disp = _dispatchers[key] = Dispatcher(loop)
