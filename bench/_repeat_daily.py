@@ -3,7 +3,8 @@
 What a long-lived orchestrator does (Studio, the orchestrate worker): one process, one
 in-process worker, one database pool, run after run. A sampler thread reads this process's RSS
 every 50 ms; after each run one line `RUN {"run": i, "peak_rss_mb": ..., "rss_mb": ...}` is
-printed (the peak while that run ran, the RSS and the live threads when it ended). Never used outside benchmarks.
+printed (the peak while that run ran, the RSS and the live threads when it ended). Never used
+outside benchmarks.
 """
 
 from __future__ import annotations
