@@ -11,10 +11,18 @@ samples (examples/feeds/feeds.txt) with --as-of at their date. Every 50 ms it sa
 peak_rss_mb is the peak of their sum: the memory the command makes the machine hold. The table
 also shows each part's own peak. The embedded server is stopped afterwards if run_daily left it
 running.
+
+With `--runs N` (N > 1) it instead runs the daily graph N times in ONE process
+(bench/_repeat_daily.py, embedded mode, as Studio or the orchestrate worker do) and prints that
+process's peak RSS during each run: a long-lived process must stay flat, not grow run after run.
+The JSON line keeps `peak_rss_mb` (the highest per-run peak) and adds `runs`,
+`peak_rss_mb_per_run`, `growth_mb` (the last run's peak minus the second's: the first run
+loads the models) and `threads_per_run` (live threads after each run).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -141,10 +149,56 @@ def body(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
     return report, {"bench": "memory", "peak_rss_mb": round(peak / MB, 1)}
 
 
+def body_repeated(s: Services, args) -> tuple[str, dict]:  # noqa: ANN001
+    """The daily graph `args.runs` times in one process: peak RSS per run."""
+    env = s.export()
+    data_dir = (Path(env["AML_DATA_DIR"]) / "pg").resolve()
+    feeds = ROOT / "examples" / "feeds" / "feeds.txt"
+    cmd = [PY, "-m", "bench._repeat_daily", "--feeds", str(feeds), "--out", str(s.tmp / "out"),
+           "--as-of", args.as_of, "--runs", str(args.runs)]  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    finally:
+        _stop_leftover(data_dir)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"_repeat_daily exited {proc.returncode}: {proc.stderr[-3000:]}")
+    per_run = [json.loads(ln[4:]) for ln in proc.stdout.splitlines() if ln.startswith("RUN ")]
+    peaks = [r["peak_rss_mb"] for r in per_run]
+    growth = round(peaks[-1] - peaks[min(1, len(peaks) - 1)], 1)
+    rows = [
+        (f"run {r['run']:>2} ({r['seconds']:.1f}s)", r["peak_rss_mb"], r["threads"])
+        for r in per_run
+    ]
+    report = "\n".join(
+        [
+            f"Memory benchmark: the daily graph {args.runs} times in one process, embedded mode, "
+            f"sample feeds, {wall:.1f}s",
+            table(rows, ("run", "peak RSS MB", "threads after")),
+            "",
+            f"growth from run 2 to run {len(peaks)}: {growth:+.1f} MB",
+        ]
+    )
+    return report, {
+        "bench": "memory",
+        "peak_rss_mb": max(peaks),
+        "runs": len(peaks),
+        "peak_rss_mb_per_run": peaks,
+        "growth_mb": growth,
+        "threads_per_run": [r["threads"] for r in per_run],
+    }
+
+
 def main() -> int:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--as-of", default="2026-11-26T23:59:59Z", help="window end (sample date)")
+    p.add_argument(
+        "--runs", type=int, default=1, help="N > 1: the daily graph N times in one process"
+    )
     args = p.parse_args()
+    if args.runs > 1:
+        return run_benchmark("memory", lambda s: body_repeated(s, args), keep=args.keep)
     return run_benchmark("memory", lambda s: body(s, args), keep=args.keep)
 
 

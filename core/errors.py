@@ -57,6 +57,17 @@ class UnwantedType(PermanentError):
         self.content_type = content_type
 
 
+class TaskFailed(AMLError):
+    """A delegated task finished in failure. The worker's exception is `__cause__` and its
+    type name starts the message, so a bug in a task is reported on the article, while an
+    exception raised by the orchestrator's own code is never mistaken for a task failure."""
+
+    def __init__(self, task: str, remote: BaseException | str) -> None:
+        detail = remote if isinstance(remote, str) else f"{type(remote).__name__}: {remote}"
+        super().__init__(detail)
+        self.task = task
+
+
 class DispatchTimeout(AMLError):
     """A delegated task gave no result within its deadline after every re-dispatch."""
 

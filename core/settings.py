@@ -32,6 +32,9 @@ class Settings(BaseSettings):
         None, description="PostgreSQL with pgvector; unset: embedded server under AML_DATA_DIR"
     )
     aml_data_dir: Path = Field(Path(".data"), description="Embedded database and local state")
+    database_pool_size: int = Field(
+        10, ge=1, description="Most PostgreSQL connections in each process's pool"
+    )
     celery_broker_url: str | None = Field(
         None, description="Broker for the worker fleet; unset: in-process worker"
     )

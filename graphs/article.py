@@ -28,9 +28,15 @@ import logging
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from core.errors import DispatchTimeout, PermanentError, TransientError
 from core.settings import get_settings
-from graphs.runtime import EmbedBatcher, db_call, deadlines_from, ensure_workers, get_dispatcher
+from graphs.runtime import (
+    EXPECTED_FAILURES,
+    EmbedBatcher,
+    db_call,
+    deadlines_from,
+    ensure_workers,
+    get_dispatcher,
+)
 from graphs.state import ArticleState, RunContext
 from tasks.classify import classify_article
 from tasks.copycheck import check_copy
@@ -38,8 +44,8 @@ from tasks.embed import embed_batch
 from tasks.pages import fetch_page, needs_page
 from tasks.store import store_outcome
 from tasks.summarize import summarize_article
-from vectorstore import DatabaseUnavailable, connection, pages, runs
 from vectorstore import articles as store
+from vectorstore import connection, pages, runs
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +130,7 @@ async def page(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     sig = fetch_page.s(state["article_id"], ctx.retry_failed)
     try:
         result = await get_dispatcher().call(sig, deadlines_from(ctx))
-    except (DispatchTimeout, TransientError, PermanentError, DatabaseUnavailable) as exc:
+    except EXPECTED_FAILURES as exc:
         log.warning("article %s: page fetch gave nothing (%s); using the feed text",
                     state["article_id"], exc)  # fmt: skip
         words = await db_call(_feed_words, state["article_id"])
@@ -151,9 +157,9 @@ async def copies(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     sig = check_copy.s(state["article_id"], ctx.near_duplicate_days)
     try:
         result = await get_dispatcher().call(sig, deadlines_from(ctx))
-    except Exception as exc:  # noqa: BLE001 - recorded on the article, the run goes on
+    except EXPECTED_FAILURES as exc:  # recorded on the article, the run goes on
         log.warning("article %s: copy check failed: %s", state["article_id"], exc)
-        return {"status": "failed", "error": f"copy check failed: {exc}"}
+        return {"status": "failed", "error": f"copy check failed: {type(exc).__name__}: {exc}"}
     if result["copy_of"] is None:
         return {}
     status = "duplicate" if result["exact"] else "near_duplicate"
@@ -181,7 +187,7 @@ async def embed(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     key = (state.get("placed_at", 0.0), state["article_id"])
     try:
         await _embed_batcher(_ctx(runtime)).submit(state["article_id"], key)
-    except Exception as exc:  # noqa: BLE001 - recorded on the article, the run goes on
+    except EXPECTED_FAILURES as exc:  # recorded on the article, the run goes on
         log.warning("article %s: embedding failed: %s", state["article_id"], exc)
         return {"status": "failed", "error": f"embedding failed: {exc}"}
     return {}
@@ -203,7 +209,7 @@ async def summarize(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     ).set(queue="llm" if use_llm else "embed")
     try:
         result = await get_dispatcher().call(sig, deadlines_from(ctx))
-    except Exception as exc:  # noqa: BLE001 - recorded on the article, the run goes on
+    except EXPECTED_FAILURES as exc:  # recorded on the article, the run goes on
         log.warning("article %s: summary failed: %s", state["article_id"], exc)
         return {"status": "failed", "error": f"summary failed: {exc}"}
     return {"status": "new", "summary_source": result["summary_source"]}
@@ -221,7 +227,7 @@ async def classify(state: ArticleState, runtime: Runtime[RunContext]) -> dict:
     ctx = _ctx(runtime)
     try:
         await get_dispatcher().call(classify_article.s(state["article_id"]), deadlines_from(ctx))
-    except Exception as exc:  # noqa: BLE001 - a missing category does not fail the article
+    except EXPECTED_FAILURES as exc:  # a missing category does not fail the article
         log.warning("article %s: classification failed: %s", state["article_id"], exc)
     return {}
 

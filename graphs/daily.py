@@ -4,10 +4,11 @@
 
 `collect` dispatches one `fetch_feed` task per listed URL (local paths are read here, where the
 operator's files are), records each feed's outcome and the articles it read. Each article runs
-the article graph in its own branch, all concurrently; a branch that fails is recorded as a
-failed article, never a failed run. `trends` and `publish` run on the analyze and publish
-queues; `publish` writes the digest files into the run's `out_dir`. Exported as `graph`,
-compiled without a checkpointer.
+the article graph in its own branch, all concurrently; a branch that fails for an expected
+reason (a task failure, a deadline, an outage: `EXPECTED_FAILURES`) is recorded as a failed
+article, never a failed run, while a bug in the orchestrator's own code (TypeError...) surfaces.
+`trends` and `publish` run on the analyze and publish queues; `publish` writes the digest files
+into the run's `out_dir`. Exported as `graph`, compiled without a checkpointer.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import logging
 import warnings
 from dataclasses import fields
-from datetime import date, datetime
+from datetime import date
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -26,9 +27,16 @@ from langgraph.types import Send
 
 from core.redact import redact_text, redact_url
 from core.settings import get_settings
+from core.timeutil import parse_iso
 from graphs.article import graph as article_graph
 from graphs.digest_files import write_digest
-from graphs.runtime import db_call, deadlines_from, ensure_workers, get_dispatcher
+from graphs.runtime import (
+    EXPECTED_FAILURES,
+    db_call,
+    deadlines_from,
+    ensure_workers,
+    get_dispatcher,
+)
 from graphs.state import ArticleTask, DailyState, RunContext
 from tasks.analyze import TrendParams, build_stories, label_story
 from tasks.feedlist import FeedSource, read_feed_list
@@ -59,8 +67,8 @@ def _start_run(state: DailyState, sources: list[FeedSource]) -> list[int]:
         runs.create_run(
             conn,
             state["run_id"],
-            as_of=datetime.fromisoformat(state["as_of"]),
-            window_hours=int(state.get("window_hours", 24)),
+            as_of=parse_iso(state["as_of"]),
+            window_hours=float(state.get("window_hours", 24)),
             feeds_key=feeds_key(sources),
             modes=settings.modes(),
         )
@@ -92,7 +100,7 @@ async def _collect_one(
         else:
             sig = fetch_feed.s(feed_id, source.listed, source.location, False)
             res = await get_dispatcher().call(sig, deadlines_from(ctx))
-    except Exception as exc:  # noqa: BLE001 - one bad feed never stops the run
+    except EXPECTED_FAILURES as exc:  # one bad feed never stops the run
         log.warning("feed %s failed: %s", redact_url(source.listed), redact_text(str(exc)))
         res = {
             "status": "failed",
@@ -174,7 +182,8 @@ def route_articles(state: DailyState) -> list[Send] | str:
 
 
 async def process_article(task: ArticleTask, runtime: Runtime[RunContext]) -> dict:
-    """Run the article graph for one article; a crash is recorded as a failed article."""
+    """Run the article graph for one article; an expected failure is recorded as a failed
+    article, a programming error propagates."""
     try:
         result = await article_graph.ainvoke(
             {"article_id": task["article_id"], "run_id": task["run_id"]},
@@ -185,7 +194,7 @@ async def process_article(task: ArticleTask, runtime: Runtime[RunContext]) -> di
             durability="exit",
         )
         status = result.get("status", "failed")
-    except Exception as exc:  # noqa: BLE001 - recorded on the article; the run goes on
+    except EXPECTED_FAILURES as exc:  # recorded on the article; the run goes on
         log.exception("article %s crashed", task["article_id"])
         status = "failed"
         await db_call(
@@ -215,8 +224,10 @@ async def trends(state: DailyState, runtime: Runtime[RunContext]) -> dict:
             return_exceptions=True,
         )
         for sid, res in zip(hot, labels):
-            if isinstance(res, BaseException):  # the offline label stays
+            if isinstance(res, EXPECTED_FAILURES):  # the offline label stays
                 log.warning("story %s: no LLM label: %s", sid, res)
+            elif isinstance(res, BaseException):  # a bug here: surface it
+                raise res
     return {"stories": result["stories"], "trending": result["trending"]}
 
 

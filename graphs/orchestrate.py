@@ -21,6 +21,7 @@ from celery.signals import worker_ready
 
 from core.errors import RunBusy
 from core.settings import get_settings
+from core.timeutil import parse_iso
 from graphs.runner import execute
 from graphs.state import RunContext
 from tasks.app import app
@@ -61,11 +62,7 @@ def run_daily_task(as_of: str | None = None, window_hours: float = 24.0) -> dict
     """Run the daily graph once for its slot (acknowledged on receipt: a run whose worker dies
     is finished by the next orchestrate worker, see `resume_interrupted`)."""
     settings = get_settings()
-    when = (
-        datetime.fromisoformat(as_of)
-        if as_of
-        else scheduled_slot(datetime.now(UTC), settings.digest_at)
-    )
+    when = parse_iso(as_of) if as_of else scheduled_slot(datetime.now(UTC), settings.digest_at)
     context = RunContext(out_dir=str(settings.digest_out_dir))
     result = asyncio.run(execute(_inputs(when, window_hours), context))
     assert result is not None

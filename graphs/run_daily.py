@@ -21,6 +21,7 @@ from typing import Any
 from core.errors import AMLError, RunBusy
 from core.redact import install_log_redaction, redact_text
 from core.settings import get_settings
+from core.timeutil import parse_iso
 
 log = logging.getLogger("aml.run_daily")
 
@@ -43,10 +44,9 @@ def parse_as_of(value: str | None) -> datetime:
     if not value:
         return datetime.now(UTC).replace(microsecond=0)
     try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--as-of: not an ISO 8601 time: {value!r}") from exc
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "feeds"

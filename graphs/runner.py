@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from core.errors import AMLError, RunBusy
 from core.settings import get_settings
+from core.timeutil import parse_iso
 from graphs.daily import builder, feeds_key
 from tasks.feedlist import read_feed_list
 from vectorstore import connection, get_db, runs
@@ -57,7 +57,7 @@ def _resolve_run_id(
             if run["status"] == "finished":
                 raise AMLError(f"--resume: run {resume} already finished")
             return resume, True, None
-        found = runs.unfinished_run(conn, datetime.fromisoformat(inputs["as_of"]), key)
+        found = runs.unfinished_run(conn, parse_iso(inputs["as_of"]), key)
         if found:
             return found, True, None
         if not pinned:

@@ -4,8 +4,10 @@ One `Dispatcher` per event loop owns: a single shared waiter that polls the resu
 all pending tasks in one batched read (no thread or poll loop per pending task), deadlines on
 every await (a queued task and a started task each get their own) with bounded re-dispatch of
 the idempotent task, and the embedding batcher that groups articles into `EMBED_BATCH_SIZE`
-batches while each article keeps its own graph. With no broker configured it starts the
-in-process worker (run_daily, Studio). It never runs work itself.
+batches while each article keeps its own graph. A task that fails comes back as `TaskFailed`
+(the worker's exception as its cause); `EXPECTED_FAILURES` is what graph steps may record and go
+on from. With no broker configured it starts the in-process worker (run_daily, Studio). It never
+runs work itself.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Signature, states
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from redis.exceptions import RedisError
 
-from core.errors import DispatchTimeout
+from core.errors import AMLError, DispatchTimeout, TaskFailed
 from core.settings import get_settings
 from tasks.app import app
 
@@ -71,6 +75,26 @@ class Deadlines:
     dispatches: int = 3
 
 
+# A service that cannot be reached right now: the broker or result backend (Redis), the
+# database (psycopg's OperationalError, which vectorstore calls DatabaseUnavailable), a socket.
+SERVICE_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError and TimeoutError included
+    RedisError,  # connection lost, timeouts, LOADING after a restart, read-only replica...
+    BrokerUnavailable,
+)
+
+
+def _expected_failures() -> tuple[type[BaseException], ...]:
+    from vectorstore import DatabaseUnavailable
+
+    return (AMLError, DatabaseUnavailable, *SERVICE_OUTAGES)
+
+
+# What a graph step may record and go on from: a task that failed (TaskFailed), a deadline
+# (DispatchTimeout), any error this project raises on purpose (AMLError), an outage. Anything
+# else (TypeError, KeyError, AttributeError...) is a bug in the orchestrator and propagates.
+EXPECTED_FAILURES: tuple[type[BaseException], ...] = _expected_failures()
+
 OUTAGE_GRACE = 60.0  # seconds after a backend outage before a task with no state is resent
 
 
@@ -115,8 +139,14 @@ class ResultWaiter:
         metas: list[dict | None] = []
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            values = backend.mget([backend.get_key_for_task(t) for t in chunk])
-            metas += [backend.decode_result(v) if v is not None else None for v in values]
+            keys = [backend.get_key_for_task(t) for t in chunk]
+            values = backend.mget(keys)
+            decoded = [backend.decode_result(v) if v is not None else None for v in values]
+            if getattr(backend, "forget_on_read", False):  # the in-process store: read once
+                for key, meta in zip(keys, decoded):
+                    if meta is not None and meta.get("status") in states.READY_STATES:
+                        backend.delete(key)
+            metas += decoded
         return metas
 
     async def _poll(self) -> None:
@@ -125,12 +155,18 @@ class ResultWaiter:
             ids = list(self.pending)
             try:
                 metas = await self.loop.run_in_executor(self._executor, self._read, ids)
-            except Exception as exc:  # noqa: BLE001 - backend outage: keep waiting; deadlines run
+            except SERVICE_OUTAGES as exc:  # backend outage: keep waiting; deadlines run
                 if not self.in_outage:
                     log.warning("result backend unreachable (%s); waiting for it", exc)
                 self.in_outage = True
                 await asyncio.sleep(1.0)
                 continue
+            except Exception as exc:  # noqa: BLE001 - a bug, not an outage: handed to callers
+                for rec in self.pending.values():
+                    if not rec.future.done():
+                        rec.future.set_exception(exc)  # every waiting caller raises it
+                self.pending.clear()
+                return
             now = time.monotonic()
             if self.in_outage:
                 log.warning("result backend reachable again")
@@ -188,7 +224,7 @@ class Dispatcher:
                 while True:
                     done = [r for _, r in attempts if r.future.done()]
                     if done:
-                        return self._outcome(done[0].future.result())
+                        return self._outcome(sig.name, done[0].future.result())
                     now = time.monotonic()
                     if rec.started_at is not None:
                         expires = rec.started_at + d.running
@@ -218,13 +254,18 @@ class Dispatcher:
             for task_id, _ in attempts:
                 self.waiter.forget(task_id)
 
-    def _outcome(self, meta: dict) -> Any:
+    def _outcome(self, name: str, meta: dict) -> Any:
         if meta["status"] == states.SUCCESS:
             return meta["result"]
         exc = self.waiter.backend.exception_to_python(meta["result"])
         if isinstance(exc, BaseException):
-            raise exc
-        raise RuntimeError(f"task {meta['status']}: {meta['result']!r}")
+            raise TaskFailed(name, exc) from exc
+        raise TaskFailed(name, f"task {meta['status']}: {meta['result']!r}")
+
+    def close(self) -> None:
+        """Let its threads end (its loop has closed: nobody awaits anything from it)."""
+        self._publisher.shutdown(wait=False, cancel_futures=True)
+        self.waiter._executor.shutdown(wait=False, cancel_futures=True)
 
     def batcher(self, name: str, make_sig: Any, size: int, deadlines: Deadlines) -> EmbedBatcher:
         if name not in self.batchers:
@@ -292,7 +333,7 @@ class EmbedBatcher:
             result = await self.dispatcher.call(
                 self.make_sig([i for i, _ in batch]), self.deadlines
             )
-        except Exception as exc:  # noqa: BLE001 - every caller sees the batch failure
+        except Exception as exc:  # noqa: BLE001 - handed on, not swallowed: every caller raises it
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -306,9 +347,16 @@ _dispatchers: dict[int, Dispatcher] = {}
 
 
 def get_dispatcher() -> Dispatcher:
-    """The dispatcher of the running event loop (one per loop; workers started if embedded)."""
+    """The dispatcher of the running event loop (one per loop; workers started if embedded).
+
+    Each daily run of a long-lived process (Studio, the orchestrate worker) has its own loop:
+    dispatchers of loops that have closed are let go here, and their threads told to end."""
     loop = asyncio.get_running_loop()
     key = id(loop)
+    for old_key, old in list(_dispatchers.items()):
+        if old.loop.is_closed():
+            del _dispatchers[old_key]
+            old.close()
     disp = _dispatchers.get(key)
     if disp is None or disp.loop is not loop:
         disp = _dispatchers[key] = Dispatcher(loop)

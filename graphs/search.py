@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 
 from core.errors import AMLError
 from core.redact import redact_url
+from core.timeutil import parse_iso
 
 
 def search(query: str, *, since: datetime | None = None, limit: int = 10) -> list[dict]:
@@ -30,10 +31,9 @@ def search(query: str, *, since: datetime | None = None, limit: int = 10) -> lis
 
 def _date(value: str) -> datetime:
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_iso(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO date: {value!r}") from exc
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ import prompts
 from core.errors import TransientError
 from core.redact import redact_url
 from core.settings import get_settings
+from core.timeutil import parse_iso
 from vectorstore import DatabaseUnavailable, connection, runs
 from vectorstore import articles as store
 
@@ -92,6 +93,40 @@ def llm_label(lead_title: str, articles: list[dict[str, Any]]) -> StoryLabel:
 
 # --- Putting it together ---------------------------------------------------------------
 
+BASELINE_CHUNK = 512  # baseline articles compared with the whole window at once
+
+
+def baseline_signals(
+    vecs: np.ndarray,
+    terms: list[Counter[str]],
+    nw: int,
+    clusters: list[list[int]],
+    params: TrendParams,
+    chunk: int = BASELINE_CHUNK,
+) -> list[tuple[Any, list[int]]]:
+    """Per cluster of window articles (indices < nw): its highest similarity to any baseline
+    article (indices >= nw), and the baseline articles whose mean similarity to its members
+    reaches `baseline_match` (0-based in the baseline).
+
+    The window x baseline similarity is built `chunk` baseline articles at a time and reduced
+    at once, so memory is window x chunk, not window x (window + baseline)."""
+    best: list[Any] = [None] * len(clusters)  # numpy scalars, as the dense max gave
+    matched: list[list[int]] = [[] for _ in clusters]
+    for start in range(nw, len(vecs), max(1, chunk)):
+        end = min(len(vecs), start + max(1, chunk))
+        sim = combined_similarity(
+            vecs[:nw] @ vecs[start:end].T,
+            anchor_similarity(terms[:nw], terms[start:end], terms),
+            params.anchor_weight,
+        )
+        for k, members in enumerate(clusters):
+            block = sim[members]
+            top = block.max()
+            best[k] = top if best[k] is None else max(best[k], top)
+            hits = np.nonzero(block.mean(axis=0) >= params.baseline_match)[0]
+            matched[k] += [start - nw + int(j) for j in hits]
+    return list(zip(best, matched))
+
 
 def root_of(article: dict[str, Any]) -> int:
     """The kept article of a copy (itself when the article is a distinct text)."""
@@ -129,6 +164,7 @@ def analyze_window(
     window_hours: float,
     params: TrendParams,
     dims: int = 384,
+    baseline_chunk: int = BASELINE_CHUNK,
 ) -> list[dict[str, Any]]:
     """Stories of the window (which starts at `window_start`), scored against the baseline
     (the articles before it), trending first.
@@ -149,17 +185,22 @@ def analyze_window(
     )
     vecs = align_languages(vecs, [a.get("language") for a in everything])
     terms = [anchor_terms(a["title"], a["text"]) for a in everything]
-    anchors = anchor_similarity(terms[:nw], terms, terms)
-    sim = combined_similarity(vecs[:nw] @ vecs.T, anchors, params.anchor_weight)
-    window_sim = sim[:, :nw]
+    window_sim = combined_similarity(
+        vecs[:nw] @ vecs[:nw].T,
+        anchor_similarity(terms[:nw], terms[:nw], terms),
+        params.anchor_weight,
+    )
     clusters = average_link(window_sim, params.story_threshold, duplicate_groups(window))
+    to_baseline = (
+        baseline_signals(vecs, terms, nw, clusters, params, baseline_chunk) if baseline else []
+    )
 
     df: Counter[str] = Counter()
     for t in terms:
         df.update(t.keys())
     slices = params.baseline_days * 24.0 / window_hours
     stories = []
-    for members in clusters:
+    for k, members in enumerate(clusters):
         arts = [window[i] for i in members]
         carriers = sorted({a["feed_url"] for a in arts})
         sources = independent_sources(arts)
@@ -170,11 +211,11 @@ def analyze_window(
         novelty, expected = 1.0, expected_sources([], slices)
         earlier: list[datetime] = []
         if baseline:
-            to_base = sim[np.ix_(members, range(nw, len(everything)))]
-            novelty = float(1.0 - to_base.max())
+            closest, near = to_baseline[k]
+            novelty = float(1.0 - closest)
             matched = []
-            for j in np.nonzero(to_base.mean(axis=0) >= params.baseline_match)[0]:
-                b = baseline[int(j)]
+            for j in near:
+                b = baseline[j]
                 if root_of(b) != b["id"]:
                     continue  # a copy in the baseline is not another text
                 age = window_start - b["placed_at"]
@@ -223,7 +264,7 @@ def build_stories(
 ) -> dict:
     """Group the window's articles into scored stories and store them for the run."""
     p = TrendParams.from_dict(params)
-    end = datetime.fromisoformat(as_of)
+    end = parse_iso(as_of)
     start = end - timedelta(hours=window_hours)
     with connection() as conn:
         window = store.analysis_articles(conn, start, end)

@@ -1,9 +1,11 @@
 """The in-process worker used when no broker is configured (first run, Studio, tests of it).
 
 A real Celery worker consuming the memory transport on a thread pool, so tasks run
-concurrently, with `RunMemoryBackend`, a result store that keeps every result of the run (the
-`cache+memory://` backend evicts after 5,000). It wraps Celery's testing helper and owns its
-start and stop. It must never be used when `CELERY_BROKER_URL` is set.
+concurrently, with `RunMemoryBackend`, a bounded result store: the dispatcher's waiter deletes
+each result once it has read it (`forget_on_read`), and results nobody reads (the losing attempt
+of a re-dispatched task) are evicted oldest first beyond `max_entries`, so Studio and the
+orchestrate worker, which live for days, do not grow with every run. It wraps Celery's testing
+helper and owns its start and stop. It must never be used when `CELERY_BROKER_URL` is set.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from celery import Celery
@@ -22,14 +25,22 @@ log = logging.getLogger(__name__)
 
 
 class RunMemoryBackend(KeyValueStoreBackend):
-    """Results in a process-wide dict: nothing is evicted while the process lives."""
+    """Results in a process-wide ordered dict, deleted once the waiter has read them.
 
-    _store: dict[bytes | str, Any] = {}
+    Beyond `max_entries` the oldest writes go first. The waiter reads every pending result at
+    least every 0.1 s, so only results nobody waits for are ever evicted, unless more than
+    `max_entries` tasks finish between two of its reads.
+    """
+
+    _store: OrderedDict[bytes | str, Any] = OrderedDict()
     _store_lock = threading.Lock()
     supports_autoexpire = False
+    forget_on_read = True  # the dispatcher's waiter deletes what it has read
+    max_entries = 10_000
 
     def get(self, key: Any) -> Any:
-        return self._store.get(key)
+        with self._store_lock:
+            return self._store.get(key)
 
     def mget(self, keys: list[Any]) -> list[Any]:
         with self._store_lock:
@@ -38,6 +49,9 @@ class RunMemoryBackend(KeyValueStoreBackend):
     def set(self, key: Any, value: Any) -> None:
         with self._store_lock:
             self._store[key] = value
+            self._store.move_to_end(key)
+            while len(self._store) > self.max_entries:
+                self._store.popitem(last=False)
 
     def delete(self, key: Any) -> None:
         with self._store_lock:
@@ -46,6 +60,7 @@ class RunMemoryBackend(KeyValueStoreBackend):
     def incr(self, key: Any) -> int:
         with self._store_lock:
             self._store[key] = int(self._store.get(key) or 0) + 1
+            self._store.move_to_end(key)
             return self._store[key]
 
     def expire(self, key: Any, value: Any) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from core.redact import redact_text, redact_url
+from core.timeutil import as_utc, parse_iso
 from vectorstore import articles as store
 from vectorstore import connection, pages, runs
 
@@ -58,8 +59,9 @@ def build_digest(run_id: str) -> dict[str, Any]:
         carried = store.carriers_of(conn, [a["id"] for a in shown])
         texts = pages.page_outcomes(conn, [a["id"] for a in articles])
     details = {a["id"]: a for a in shown}
-    as_of: datetime = run["as_of"]
-    start = as_of - timedelta(hours=run["window_hours"])
+    as_of: datetime = as_utc(run["as_of"])
+    window_hours = float(run["window_hours"])
+    start = as_of - timedelta(hours=window_hours)
     url_of = {}
     story_of: dict[int, str] = {}
     for s in stories:
@@ -105,7 +107,8 @@ def build_digest(run_id: str) -> dict[str, Any]:
         "mode": "fleet" if modes.get("broker", "").startswith("fleet") else "embedded",
         "modes": modes,
         "as_of": _iso(as_of),
-        "window_hours": run["window_hours"],
+        # The stored number; written as 24 rather than 24.0 when whole (same value in JSON).
+        "window_hours": int(window_hours) if window_hours.is_integer() else window_hours,
         "generated_at": _iso(datetime.now(UTC)),
         "feeds": [
             {
@@ -214,7 +217,7 @@ def publish_digest(run_id: str) -> dict:
 
 def digest_day(digest: dict[str, Any]) -> date:
     """The day a digest is saved under: its `as_of` date (UTC)."""
-    return datetime.fromisoformat(digest["as_of"].replace("Z", "+00:00")).astimezone(UTC).date()
+    return parse_iso(digest["as_of"]).date()
 
 
 def payload_sha256(payload: dict[str, Any]) -> str:

@@ -292,29 +292,29 @@ def nearest_articles(
 
     ef_search 100: bench/vectors.py measured recall@10 of 0.95 at a p99 of 6 ms over 100,000
     vectors (0.93 at pgvector's default of 40)."""
-    conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
-    return (
-        conn.cursor(row_factory=dict_row)
-        .execute(
-            """
-        SELECT a.id, a.title, a.url, a.canonical_url, f.url AS feed_url, a.published,
-               a.first_seen, a.state, a.duplicate_of,
-               1 - (e.embedding <=> %(v)s) AS similarity
-        FROM embeddings e JOIN articles a ON a.id = e.article_id JOIN feeds f ON f.id = a.feed_id
-        WHERE (%(ex)s::bigint IS NULL OR a.id <> %(ex)s)
-          AND (%(since)s::timestamptz IS NULL OR coalesce(a.published, a.first_seen) >= %(since)s)
-        ORDER BY e.embedding <=> %(v)s
-        LIMIT %(k)s
-        """,
-            {
-                "v": np.asarray(vector, dtype=np.float32),
-                "ex": exclude_id,
-                "since": since,
-                "k": limit,
-            },
-        )
-        .fetchall()
-    )
+    params = {
+        "v": np.asarray(vector, dtype=np.float32),
+        "ex": exclude_id,
+        "since": since,
+        "k": limit,
+    }
+    # SET LOCAL inside the query's own transaction: the setting ends with it, so the pooled
+    # connection goes back to the pool with the server default.
+    with conn.transaction():
+        conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+        return conn.cursor(row_factory=dict_row).execute(_NEAREST_SQL, params).fetchall()
+
+
+_NEAREST_SQL = """
+    SELECT a.id, a.title, a.url, a.canonical_url, f.url AS feed_url, a.published,
+           a.first_seen, a.state, a.duplicate_of,
+           1 - (e.embedding <=> %(v)s) AS similarity
+    FROM embeddings e JOIN articles a ON a.id = e.article_id JOIN feeds f ON f.id = a.feed_id
+    WHERE (%(ex)s::bigint IS NULL OR a.id <> %(ex)s)
+      AND (%(since)s::timestamptz IS NULL OR coalesce(a.published, a.first_seen) >= %(since)s)
+    ORDER BY e.embedding <=> %(v)s
+    LIMIT %(k)s
+"""
 
 
 def analysis_articles(

@@ -20,6 +20,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+CHECKPOINT_POOL_SIZE = 8  # connections of the orchestrator's checkpointer pool
+
 
 def _retrying_saver(pool: AsyncConnectionPool) -> object:
     """An AsyncPostgresSaver whose reads and writes ride out a PostgreSQL restart: LangGraph
@@ -58,7 +60,7 @@ async def open_checkpointer(url: str) -> AsyncIterator[object]:
     pool = AsyncConnectionPool(
         url,
         min_size=1,
-        max_size=8,
+        max_size=CHECKPOINT_POOL_SIZE,
         open=False,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     )

@@ -201,6 +201,13 @@ MIGRATIONS: list[tuple[str, str]] = [
             last_modified text,
             fetched_at timestamptz NOT NULL DEFAULT now()
         );
+        );
+        """,
+    ),
+    (
+        "0006_fractional_window",
+        """
+        ALTER TABLE runs ALTER COLUMN window_hours TYPE double precision;
         """,
     ),
 ]

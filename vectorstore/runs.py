@@ -20,16 +20,17 @@ def create_run(
     run_id: str,
     *,
     as_of: datetime,
-    window_hours: int,
+    window_hours: float,
     feeds_key: str,
     modes: dict[str, str],
 ) -> None:
-    """Record a run as started (idempotent: resuming keeps the row)."""
+    """Record a run as started (idempotent: resuming keeps the row); `window_hours` may be
+    fractional (1.5) and is stored as given."""
     conn.execute(
         "INSERT INTO runs (id, as_of, window_hours, feeds_key, status, modes) "
         "VALUES (%s, %s, %s, %s, 'running', %s) ON CONFLICT (id) DO UPDATE SET "
         "status = 'running', modes = EXCLUDED.modes, finished_at = NULL",
-        (run_id, as_of, window_hours, feeds_key, Jsonb(modes)),
+        (run_id, as_of, float(window_hours), feeds_key, Jsonb(modes)),
     )
 
 
