@@ -201,7 +201,6 @@ MIGRATIONS: list[tuple[str, str]] = [
             last_modified text,
             fetched_at timestamptz NOT NULL DEFAULT now()
         );
-        );
         """,
     ),
     (
