@@ -69,8 +69,9 @@ def format_report(
     if copies:
         kept = {a["duplicate_of"] for a in copies}
         lines.append(
-            f"Copies: {len(copies)} articles carry the text of {len(kept)} others (exact or "
-            "lightly edited); each text is summarized once and its copies point to it"
+            f"Copies: {len(copies)} articles carry the text of {len(kept)} "
+            f"{'other' if len(kept) == 1 else 'others'} (exact or lightly edited); each text is "
+            "summarized once and its copies point to it"
         )
     for a in articles:
         if a["status"] == "failed":

@@ -82,10 +82,13 @@ def _md_other(digest: dict[str, Any], s: dict[str, Any], skipped: Skipped) -> st
         label = f"**{md_link(arts[0]['url'], s['label'], skipped)}**"
     text = view.one_line_summary(digest, s)
     n = view.independent_texts(s)
+    also = [c for a in arts for c in a.get("also_in") or []]
+    carried = ", ".join(md_link(c.get("url"), c.get("source") or "?", skipped) for c in also)
     return (
         f"- {label}"
         + (f" — {md_text(text)}" if text else "")
         + (f" ({n} sources)" if n > 1 else "")
+        + (f" (also in {carried})" if also else "")
     )
 
 

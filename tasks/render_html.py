@@ -117,6 +117,10 @@ def _other_html(digest: dict[str, Any], s: dict[str, Any], skipped: Skipped) -> 
     n = view.independent_texts(s)
     if n > 1:
         line += f' <span class="src">· {n} sources</span>'
+    also = [c for a in arts for c in a.get("also_in") or []]
+    if also:
+        carried = ", ".join(html_link(c.get("url"), c.get("source") or "?", skipped) for c in also)
+        line += f' <span class="src">· also in {carried}</span>'
     return f"<li>{line}</li>"
 
 
