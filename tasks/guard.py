@@ -22,7 +22,7 @@ from typing import Any
 
 from celery import Task
 
-from core.errors import PermanentError
+from core.errors import PermanentError, TransientError
 from vectorstore import DatabaseUnavailable
 
 from .redisconn import get_redis
@@ -50,6 +50,10 @@ class PoisonTaskError(PermanentError):
     """A task whose every delivery killed its worker process."""
 
 
+class LeaseBusy(TransientError):
+    """A parallel copy of this task held its lease for longer than a copy waits."""
+
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -73,6 +77,12 @@ class GuardedTask(Task):
 
     max_deliveries = MAX_DELIVERIES
 
+    def _lease_wait(self) -> float:
+        """How long a copy waits for the running one: the task's hard time limit (a holder
+        past it is stuck), at most 15 minutes."""
+        limit = self.time_limit or self.app.conf.task_time_limit or 900
+        return float(min(limit, 900))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         client = get_redis() if self.request.id and not self.request.is_eager else None
         if client is None:
@@ -81,7 +91,15 @@ class GuardedTask(Task):
         token = uuid.uuid4().hex
         # A copy delivered while another worker runs this very task waits for it; a copy
         # delivered after its worker died waits for the dead holder's lease to lapse.
+        waited_until = time.monotonic() + self._lease_wait()
         while not client.set(f"{key}:lease", token, nx=True, ex=LEASE_TTL):
+            if time.monotonic() > waited_until:
+                # The holder keeps renewing: it is alive but stuck, or slower than any deadline
+                # this copy serves. Give up (the orchestrator's deadline re-dispatches).
+                raise LeaseBusy(
+                    f"{self.name}[{self.request.id}]: another copy still holds this task after "
+                    f"{self._lease_wait():.0f}s; not waiting longer"
+                )
             time.sleep(LEASE_POLL)
         stop = threading.Event()
         try:

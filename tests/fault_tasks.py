@@ -31,3 +31,14 @@ def slow_embed(article_ids: list[int], seconds: float, counter_key: str) -> dict
     client.incr(counter_key)
     time.sleep(seconds)
     return embed_articles(article_ids)
+
+
+@app.task(name="tests.fault_tasks.held", time_limit=2)
+def held(marker_key: str) -> str:
+    """Mark that the body ran; its 2 s time limit bounds how long a copy waits for its lease."""
+    import redis
+
+    from core.settings import get_settings
+
+    redis.Redis.from_url(get_settings().effective_redis_url).set(marker_key, "ran")
+    return "ran"

@@ -88,14 +88,52 @@ def test_a_task_outliving_the_visibility_timeout_runs_once_on_two_workers(db, tm
 
 
 def test_a_pickle_message_is_refused_and_never_executed(fleet_worker, services) -> None:
+    import socket
+
+    from tasks.app import app
     from tasks.health import noop
 
-    pickled = noop.apply_async(args=(41,), serializer="pickle")
-    assert noop.delay(42).get(timeout=20) == 42  # the queue keeps draining
-    time.sleep(1)
-    assert pickled.state == "PENDING"  # no worker ever ran it or stored a result
     client = redis.Redis.from_url(services["redis"])
+    queue = f"fault-pickle-{uuid.uuid4().hex[:6]}"
+    pickled = noop.apply_async(args=(41,), serializer="pickle", queue=queue)
+    assert [m for m in client.lrange(queue, 0, -1) if pickled.id.encode() in m]  # waiting
+    worker = [f"fleet@{socket.gethostname()}"]
+    app.control.add_consumer(queue, destination=worker, reply=True)
+    try:
+        assert noop.apply_async(args=(42,), queue=queue).get(timeout=20) == 42  # drains
+        time.sleep(1)
+    finally:
+        app.control.cancel_consumer(queue, destination=worker, reply=True)
+    assert client.llen(queue) == 0  # the worker took it off the queue ...
+    assert not [v for v in client.hvals("unacked") if pickled.id.encode() in v]  # ... and let go
+    assert pickled.state == "PENDING"  # refused: no worker ran it or stored a result
     assert client.get(f"celery-task-meta-{pickled.id}") is None
+
+
+@pytest.mark.slow
+def test_a_copy_waits_a_bounded_time_for_a_lease_a_stuck_holder_keeps(tmp_path) -> None:
+    marker = f"fault:held:{uuid.uuid4().hex}"
+    task_id = uuid.uuid4().hex
+    with private_broker() as (papp, env):
+        client = redis.Redis.from_url(env["REDIS_URL"])
+        client.set(f"aml:task:{task_id}:0:lease", "a stuck holder", ex=120)
+        worker = start_worker_process("fault-held", concurrency=1, env=env, name="held",
+                                      extra_args=["--include", "tests.fault_tasks"],
+                                      control_app=papp)  # fmt: skip
+        try:
+            started = time.monotonic()
+            result = papp.send_task(
+                "tests.fault_tasks.held", args=[marker], queue="fault-held", task_id=task_id
+            )
+            with pytest.raises(Exception) as raised:
+                result.get(timeout=60)
+            waited = time.monotonic() - started
+            ran = client.get(marker)
+        finally:
+            stop_process(worker)
+    assert "LeaseBusy" in type(raised.value).__name__ or "still holds" in str(raised.value)
+    assert ran is None  # the body never ran beside the holder
+    assert waited < 30  # bounded by the task's 2 s time limit, not the holder's 120 s lease
 
 
 def _rss_mb(pid: int) -> float:

@@ -106,3 +106,18 @@ def test_the_fullest_body_wins_whatever_feed_is_read_first_and_the_source_stays(
                 (article["id"],),
             ).fetchall()
             assert {r[0] for r in carried} == set(feeds.values())
+
+
+def test_an_outcome_never_lands_on_newer_content(db) -> None:
+    from dataclasses import replace
+
+    with db.connection() as conn:
+        feed = feed_store.upsert_feed(conn, "f")
+        v1 = _article(1, "the first version of the story " * 10)
+        (aid,) = store.upsert_articles(conn, feed, [v1])
+        # While the run processes v1, the feed corrects the story: v2 waits as pending.
+        v2 = replace(v1, body=v1.body + " with a correction", content_hash="h-v2")
+        store.upsert_articles(conn, feed, [v2])
+        store.set_article_outcome(conn, aid, state="processed", content_hash=v1.content_hash)
+        row = store.get_article(conn, aid)
+    assert (row["state"], row["content_hash"], row["processed_hash"]) == ("pending", "h-v2", None)

@@ -189,6 +189,8 @@ def set_article_outcome(
     The copy decision owns the copy link: a distinct text (`processed`) keeps the link it
     left (an earlier copy of its text arrived while it was being summarized and re-pointed it),
     and a copy keeps the link as re-pointed since its own decision, not the one it was told.
+    An outcome for `content_hash` never lands on newer content: when a feed changed the
+    article meanwhile, it stays `pending` for the next run.
     """
     conn.execute(
         """
@@ -200,7 +202,7 @@ def set_article_outcome(
                                      THEN coalesce(duplicate_of, %(dup)s)
                                 WHEN %(state)s = 'processed' THEN duplicate_of ELSE NULL END,
             error = %(error)s, processed_hash = coalesce(%(hash)s, content_hash)
-        WHERE id = %(id)s
+        WHERE id = %(id)s AND (%(hash)s::text IS NULL OR content_hash = %(hash)s)
         """,
         {"state": state, "dup": duplicate_of, "error": error, "hash": content_hash,
          "id": article_id},
