@@ -21,9 +21,12 @@ from .articles import PAGE_JOIN, TEXT_SQL
 _LOCK_KEY = 7_201_102  # advisory lock: one copy decision at a time
 
 
-def lock_copies(conn: psycopg.Connection) -> None:
-    """Hold the copy-decision lock until the current transaction ends."""
+def lock_copies(conn: psycopg.Connection, wait_seconds: float = 30.0) -> None:
+    """Hold the copy-decision lock until the current transaction ends; waiting longer than
+    `wait_seconds` for it raises (psycopg's LockNotAvailable, retried by the task)."""
+    conn.execute(f"SET LOCAL lock_timeout = '{int(wait_seconds * 1000)}ms'")
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    conn.execute("SET LOCAL lock_timeout = 0")
 
 
 def store_fingerprint(
