@@ -54,7 +54,7 @@ def _dense_signals(window: list[dict], baseline: list[dict], stories: list[dict]
     everything = window + baseline
     nw = len(window)
     vecs = np.stack([a["embedding"] for a in everything])
-    terms = [anchor_terms(a["title"], a["body"]) for a in everything]
+    terms = [anchor_terms(a["title"], a["text"]) for a in everything]
     sim = combined_similarity(
         vecs[:nw] @ vecs.T, anchor_similarity(terms[:nw], terms, terms), params.anchor_weight
     )
