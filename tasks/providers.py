@@ -129,7 +129,7 @@ class MiniLMEmbedder:
     name = OFFLINE_EMBEDDING_MODEL
     dims = 384
 
-    def __init__(self, batch_size: int = 32, settings: Settings | None = None) -> None:
+    def __init__(self, batch_size: int = 8, settings: Settings | None = None) -> None:
         self.batch_size = batch_size
         self._settings = settings
         self._session = None
