@@ -153,6 +153,7 @@ def test_two_ingestions_of_the_same_feed_at_once_fetch_it_once(db) -> None:
     assert sum(bool(r.get("shared")) for r in results) == 1
 
 
+@pytest.mark.slow
 def test_beat_enqueues_ingestion_that_expires_before_its_next_run(tmp_path: Path) -> None:
     proc, url = start_redis()
     env = {**os.environ, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url,

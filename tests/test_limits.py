@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from core.settings import Settings
@@ -30,6 +31,7 @@ def _clear(url: str) -> None:
     redis.Redis.from_url(url).delete(SLOTS_KEY, RATE_KEY)
 
 
+@pytest.mark.slow
 def test_three_processes_never_exceed_llm_max_concurrency(services, llm_server) -> None:
     _clear(services["redis"])
     deadline = time.monotonic() + 10

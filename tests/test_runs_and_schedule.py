@@ -133,6 +133,7 @@ def test_a_killed_orchestrate_worker_loses_no_day_the_next_one_delivers_it_once(
     assert len(hook.received) == 1  # the day's webhook, once
 
 
+@pytest.mark.slow
 def test_an_unchanged_feed_is_not_downloaded_again(db, fleet_worker, tmp_path) -> None:
     body = (SAMPLES / "tech-daily.xml").read_bytes()
     with FeedServer() as server:
