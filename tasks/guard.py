@@ -78,10 +78,14 @@ class GuardedTask(Task):
     max_deliveries = MAX_DELIVERIES
 
     def _lease_wait(self) -> float:
-        """How long a copy waits for the running one: the task's hard time limit (a holder
-        past it is stuck), at most 15 minutes."""
-        limit = self.time_limit or self.app.conf.task_time_limit or 900
-        return float(min(limit, 900))
+        """How long a copy waits for the running one: the task's own time limit when it
+        declares one, else the app's hard limit, but at least a minute (the threads pool does
+        not enforce limits, so a sound holder may run a little past them) and at most 15
+        minutes (a holder still renewing after that is stuck)."""
+        app_limit = self.app.conf.task_time_limit or 900
+        if self.time_limit and self.time_limit != app_limit:  # the task's own declaration
+            return float(self.time_limit)
+        return float(min(max(app_limit, 60), 900))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         client = get_redis() if self.request.id and not self.request.is_eager else None
