@@ -31,12 +31,17 @@ GOOD = {"news_article": "with article", "div_soup": "no article element", "frenc
 AS_OF = "2026-11-26T23:59:59+00:00"
 
 
+BYLINE = re.compile(r"^(By|Par|Von|Por)\s", re.IGNORECASE)
+
+
 def boilerplate(page: str, gold: str) -> list[str]:
-    """Visible text runs of the page that are not the article's own text."""
+    """Visible text runs of the page that are not the article's own text: navigation, cookie
+    banners, comments, newsletter boxes, related links, footers (a byline is the article's
+    own credit, not page furniture, and the summarizer drops it anyway)."""
     body = re.sub(r"(?is)<(script|style|title|h1)\b.*?</\1>", " ", page)
     runs = [" ".join(html.unescape(t).split()) for t in re.findall(r">([^<]{25,})<", body)]
     norm = " ".join(gold.split())
-    return [r for r in runs if r and r not in norm]
+    return [r for r in runs if r and r not in norm and not BYLINE.match(r)]
 
 
 def deep_sentence(gold: str) -> str:
