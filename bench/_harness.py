@@ -318,16 +318,10 @@ def _group_alive(pgid: int) -> bool:
 def truncate_all() -> None:
     """Empty every table of the benchmark database (workers keep their pools)."""
     from vectorstore import connection
+    from vectorstore.migrations import app_tables
 
     with connection() as conn:
-        names = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'schema_migrations' AND tablename NOT LIKE 'checkpoint%'"
-            )
-        ]
-        conn.execute(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
+        conn.execute(f"TRUNCATE {', '.join(app_tables(conn))} RESTART IDENTITY CASCADE")
 
 
 # --- Generated news ---------------------------------------------------------------------

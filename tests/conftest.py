@@ -157,16 +157,11 @@ def llm_server():
 
 
 def truncate_all(conn) -> None:  # noqa: ANN001 - a psycopg connection
-    """Empty every table the migrations made (the database's own list, not a copy of it);
-    the migration record and the checkpointer's tables are kept."""
-    names = [
-        r[0]
-        for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename <> 'schema_migrations' AND tablename NOT LIKE 'checkpoint%'"
-        )
-    ]
-    conn.execute(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
+    """Empty every table the migrations made (the migration record and the checkpointer's
+    tables are kept)."""
+    from vectorstore.migrations import app_tables
+
+    conn.execute(f"TRUNCATE {', '.join(app_tables(conn))} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture

@@ -229,3 +229,15 @@ def migrate(conn: psycopg.Connection, *, dims: int) -> list[str]:
             conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (name,))
             applied_now.append(name)
     return applied_now
+
+
+def app_tables(conn: psycopg.Connection) -> list[str]:
+    """The tables the migrations made, from the database's own catalogue (not a copy of the
+    list): every public table but the migration record and the checkpointer's."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'schema_migrations' AND tablename NOT LIKE 'checkpoint%'"
+        )
+    ]
