@@ -22,6 +22,9 @@ RUN pip install ".[test]" flower
 COPY examples ./examples
 COPY langgraph.json ./
 
+# The offline embedder's ONNX export, made once here so no worker makes it (or imports torch).
+RUN python -m tasks.onnx_export /app/.data/models/all-MiniLM-L6-v2-onnx
+
 RUN useradd --create-home --uid 1000 aml && mkdir -p /app/out /app/.data \
     && chown -R aml /app/out /app/.data
 USER aml
